@@ -1,0 +1,117 @@
+"""Argument validation with one error template for the whole package.
+
+Every invalid constructor argument raises::
+
+    ValueError: Invalid value received for argument `rate`. Expected a float
+    in [0, 1]. Received: rate=1.5
+
+The checks reject what Keras lets through: `bool` where a number is expected,
+NaN and infinities, and unknown choices. They return plain Python values so
+that attributes and configs stay JSON-friendly.
+"""
+
+import math
+import numbers
+
+
+def invalid_argument(name, expected, value):
+    """Returns the package's ValueError for argument `name`."""
+    return ValueError(
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        type(value).__name__ != "bool_"
+    )
+
+
+def _is_integral(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
+        type(value).__name__ != "bool_"
+    )
+
+
+def _interval(low, high, low_open, high_open):
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"in {left}{low:g}, {high:g}{right}"
+
+
+def check_float(
+    name,
+    value,
+    *,
+    low=None,
+    high=None,
+    low_open=False,
+    high_open=False,
+):
+    """Returns `value` as a finite Python float inside the given bounds."""
+    if low is None and high is None:
+        expected = "a finite float"
+    else:
+        expected = "a float " + _interval(low, high, low_open, high_open)
+    if not _is_real(value):
+        raise invalid_argument(name, expected, value)
+    result = float(value)
+    if not math.isfinite(result):
+        raise invalid_argument(name, expected, value)
+    if low is not None and (result < low or (low_open and result == low)):
+        raise invalid_argument(name, expected, value)
+    if high is not None and (result > high or (high_open and result == high)):
+        raise invalid_argument(name, expected, value)
+    return result
+
+
+def check_int(name, value, *, low=None, high=None):
+    """Returns `value` as a Python int inside the given bounds."""
+    if low is None and high is None:
+        expected = "an int"
+    else:
+        expected = "an int " + _interval(low, high, False, False)
+    if not _is_integral(value):
+        raise invalid_argument(name, expected, value)
+    result = int(value)
+    if (low is not None and result < low) or (high is not None and result > high):
+        raise invalid_argument(name, expected, value)
+    return result
+
+
+def check_bool(name, value):
+    """Returns `value` as a Python bool; only real booleans are accepted."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise invalid_argument(name, "a bool", value)
+
+
+def check_str(name, value, *, choices=None):
+    """Returns `value`, a string, optionally one of `choices`."""
+    if choices is None:
+        if not isinstance(value, str) or not value:
+            raise invalid_argument(name, "a non-empty string", value)
+        return value
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(f'"{choice}"' for choice in choices)
+        raise invalid_argument(name, f"one of {listed}", value)
+    return value
+
+
+def check_seed(name, value):
+    """Returns a seed: None or a non-negative Python int."""
+    if value is None:
+        return None
+    return check_int(name, value, low=0)
+
+
+def check_optional_float(name, value, **bounds):
+    """Like `check_float`, but None passes through."""
+    if value is None:
+        return None
+    return check_float(name, value, **bounds)
