@@ -1,3 +1,27 @@
-"""keras_reg: regularization for Keras 3."""
+"""keras_reg: regularization for Keras 3.
+
+Drop-in replacements for Keras's L1, L2, L1L2, Dropout, BatchNormalization and
+EarlyStopping that save into `.keras` files and load back with
+`keras.saving.load_model`, and the regularization techniques Keras lacks.
+"""
 
 __version__ = "0.1.0"
+
+from keras_reg import callbacks, layers, regularizers
+from keras_reg.callbacks import EarlyStopping
+from keras_reg.layers import BatchNormalization, Dropout
+from keras_reg.regularizers import L1, L1L2, L2, ElasticNet
+
+__all__ = [
+    "L1",
+    "L1L2",
+    "L2",
+    "BatchNormalization",
+    "Dropout",
+    "EarlyStopping",
+    "ElasticNet",
+    "__version__",
+    "callbacks",
+    "layers",
+    "regularizers",
+]
