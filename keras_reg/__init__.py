@@ -13,13 +13,13 @@ from keras_reg.layers import BatchNormalization, Dropout
 from keras_reg.regularizers import L1, L1L2, L2, ElasticNet
 
 __all__ = [
-    "L1",
-    "L1L2",
-    "L2",
     "BatchNormalization",
     "Dropout",
     "EarlyStopping",
     "ElasticNet",
+    "L1",
+    "L1L2",
+    "L2",
     "__version__",
     "callbacks",
     "layers",

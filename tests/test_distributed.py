@@ -1,0 +1,315 @@
+"""Training under tf.distribute and keras.distribution.
+
+Each scenario runs in a fresh subprocess: the device layout (two logical CPUs
+for TensorFlow, two host devices for JAX) must be fixed before the framework
+starts. A scenario is run from the pytest process of its own backend only, so
+the three backend runs of the suite do not repeat it.
+"""
+
+import json
+import os
+import socket
+
+import keras
+import pytest
+from helpers import run_python
+
+BACKEND = keras.backend.backend()
+
+tensorflow_only = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="tf.distribute scenarios run from the TensorFlow test process",
+)
+jax_only = pytest.mark.skipif(
+    BACKEND != "jax",
+    reason="keras.distribution scenarios run from the JAX test process",
+)
+
+TWO_LOGICAL_CPUS = """
+import os
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import json
+import keras
+import numpy as np
+import keras_reg
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+"""
+
+# A model with every model-side keras_reg object, built by each scenario.
+ALL_OBJECTS_MODEL = """
+def make_model():
+    regs = keras_reg.regularizers
+    model = keras.Sequential([
+        keras.Input(shape=(8,)),
+        keras.layers.Dense(
+            16,
+            kernel_regularizer=regs.ElasticNet(l1=1e-4, l2=1e-4),
+            bias_regularizer=regs.L2(1e-4),
+        ),
+        keras_reg.layers.BatchNormalization(synchronized=True),
+        keras_reg.layers.Dropout(0.2, seed=1),
+        keras.layers.Dense(3, kernel_regularizer=regs.L1(1e-4)),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(128, 8)).astype("float32")
+y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+"""
+
+
+def _last_json_line(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@tensorflow_only
+def test_mirrored_strategy_fits_with_every_object_and_early_stopping():
+    result = run_python(
+        TWO_LOGICAL_CPUS
+        + ALL_OBJECTS_MODEL
+        + """
+with strategy.scope():
+    model = make_model()
+stopper = keras_reg.callbacks.EarlyStopping(
+    monitor="val_loss", patience=2, restore_best_weights=True
+)
+history = model.fit(x, y, validation_split=0.25, epochs=6, batch_size=16,
+                    callbacks=[stopper], verbose=0)
+losses = history.history["val_loss"]
+print(json.dumps({
+    "epochs": len(losses),
+    "finite": bool(np.all(np.isfinite(model.predict(x, verbose=0)))),
+    "best": float(stopper.best),
+    "min_val_loss": float(min(losses)),
+}))
+"""
+    )
+    out = _last_json_line(result)
+    assert out["finite"]
+    assert 1 <= out["epochs"] <= 6
+    assert out["best"] == pytest.approx(out["min_val_loss"])
+
+
+@tensorflow_only
+def test_synchronized_batch_norm_uses_global_batch_statistics_on_mirrored():
+    # momentum=0 makes the moving statistics equal the last batch's, so they
+    # can be compared with NumPy's statistics of the global batch directly.
+    # The replicas see very different halves (means 0 and 5), so per-replica
+    # statistics would be far from the global ones.
+    result = run_python(
+        TWO_LOGICAL_CPUS
+        + """
+rng = np.random.default_rng(0)
+x = np.concatenate(
+    [rng.normal(0, 1, (4, 3)), rng.normal(5, 3, (4, 3))]
+).astype("float32")
+out = {}
+for name, cls in (("ours", keras_reg.layers.BatchNormalization),
+                  ("keras", keras.layers.BatchNormalization)):
+    for sync in (True, False):
+        with strategy.scope():
+            bn = cls(momentum=0.0, synchronized=sync)
+            bn.build((None, 3))
+        dist = strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensor_slices(x).batch(8)
+        )
+        step = tf.function(lambda batch: bn(batch, training=True))
+        for batch in dist:
+            strategy.run(step, args=(batch,))
+        out[f"{name}_{sync}"] = [
+            bn.moving_mean.numpy().tolist(), bn.moving_variance.numpy().tolist()
+        ]
+out["global"] = [x.mean(0).tolist(), x.var(0).tolist()]
+print(json.dumps(out))
+"""
+    )
+    out = _last_json_line(result)
+    mean, var = out["global"]
+    ours_mean, ours_var = out["ours_True"]
+    assert ours_mean == pytest.approx(mean, rel=1e-5, abs=1e-5)
+    assert ours_var == pytest.approx(var, rel=1e-4, abs=1e-4)
+    assert out["keras_True"][0] == pytest.approx(ours_mean, rel=1e-5, abs=1e-5)
+    # Without synchronization the statistics are per replica, not global.
+    assert out["ours_False"][1] != pytest.approx(var, rel=1e-2)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@jax_only
+def test_jax_data_parallel_fits_with_every_object():
+    result = run_python(
+        """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import jax
+import json
+import keras
+import numpy as np
+import keras_reg
+assert len(jax.devices()) == 2
+keras.distribution.set_distribution(keras.distribution.DataParallel())
+"""
+        + ALL_OBJECTS_MODEL
+        + """
+model = make_model()
+stopper = keras_reg.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+history = model.fit(x, y, validation_split=0.25, epochs=5, batch_size=16,
+                    callbacks=[stopper], verbose=0)
+print(json.dumps({
+    "epochs": len(history.history["loss"]),
+    "finite": bool(np.all(np.isfinite(model.predict(x, verbose=0)))),
+}))
+""",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    out = _last_json_line(result)
+    assert out["finite"]
+    assert 1 <= out["epochs"] <= 5
+
+
+@jax_only
+def test_jax_data_parallel_batch_norm_statistics_are_global():
+    # Under DataParallel the global batch is sharded over the two devices; the
+    # statistics must still be those of the whole batch (momentum=0).
+    result = run_python(
+        """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import json
+import keras
+import numpy as np
+import keras_reg
+keras.distribution.set_distribution(keras.distribution.DataParallel())
+rng = np.random.default_rng(0)
+x = np.concatenate(
+    [rng.normal(0, 1, (4, 3)), rng.normal(5, 3, (4, 3))]
+).astype("float32")
+model = keras.Sequential([
+    keras.Input(shape=(3,)),
+    keras_reg.layers.BatchNormalization(momentum=0.0, synchronized=True),
+])
+model.compile(optimizer="sgd", loss="mse")
+model.fit(x, np.zeros_like(x), batch_size=8, epochs=1, verbose=0, shuffle=False)
+bn = model.layers[0]
+print(json.dumps({
+    "mean": np.asarray(bn.moving_mean).tolist(),
+    "var": np.asarray(bn.moving_variance).tolist(),
+    "global_mean": x.mean(0).tolist(),
+    "global_var": x.var(0).tolist(),
+}))
+""",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    out = _last_json_line(result)
+    assert out["mean"] == pytest.approx(out["global_mean"], rel=1e-5, abs=1e-5)
+    assert out["var"] == pytest.approx(out["global_var"], rel=1e-4, abs=1e-4)
+
+
+MULTI_WORKER_SCRIPT = """
+import json
+import os
+import sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import tensorflow as tf
+import keras
+import numpy as np
+import keras_reg
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+"""
+
+
+@tensorflow_only
+def test_multi_worker_mirrored_workers_stop_together_and_only_chief_writes(
+    tmp_path,
+):
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT
+
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    body = (
+        MULTI_WORKER_SCRIPT
+        + ALL_OBJECTS_MODEL
+        + """
+task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+with strategy.scope():
+    model = make_model()
+checkpoint = os.path.join(sys.argv[1], f"worker{task}", "best.weights.h5")
+stopper = keras_reg.callbacks.EarlyStopping(
+    patience=1, restore_best_weights=True, checkpoint_path=checkpoint,
+    min_delta=0.05,
+)
+history = model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=8,
+                    batch_size=16, callbacks=[stopper], verbose=0)
+if task == 0:
+    model.save(os.path.join(sys.argv[1], "model.keras"))
+else:
+    model.save(os.path.join(sys.argv[1], "worker1_scratch.keras"))
+print(json.dumps({"task": task, "epochs": len(history.history["loss"]),
+                  "stopped_epoch": stopper.stopped_epoch}))
+"""
+    )
+    script = tmp_path / "worker.py"
+    script.write_text(body)
+    procs = []
+    for index in range(2):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO_ROOT
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=240)
+            assert proc.returncode == 0, stderr[-3000:]
+            outputs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert outputs[0]["epochs"] == outputs[1]["epochs"]
+    assert outputs[0]["stopped_epoch"] == outputs[1]["stopped_epoch"]
+    assert (tmp_path / "worker0" / "best.weights.h5").exists()
+    assert not (tmp_path / "worker1").exists()
+    loaded = run_python(
+        f"""
+import keras, numpy as np, keras_reg
+model = keras.saving.load_model({str(tmp_path / "model.keras")!r})
+print(type(model.layers[1]).__module__)
+"""
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().splitlines()[-1].startswith("keras_reg")
