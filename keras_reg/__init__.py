@@ -7,10 +7,12 @@ EarlyStopping that save into `.keras` files and load back with
 
 __version__ = "0.1.0"
 
-from keras_reg import callbacks, layers, regularizers
+from keras_reg import callbacks, layers, optimizers, regularizers
 from keras_reg.callbacks import EarlyStopping
 from keras_reg.layers import BatchNormalization, Dropout
+from keras_reg.mc_dropout import mc_predict
 from keras_reg.regularizers import L1, L1L2, L2, ElasticNet
+from keras_reg.sparsity import sparsity_report
 
 __all__ = [
     "BatchNormalization",
@@ -23,5 +25,8 @@ __all__ = [
     "__version__",
     "callbacks",
     "layers",
+    "mc_predict",
+    "optimizers",
     "regularizers",
+    "sparsity_report",
 ]

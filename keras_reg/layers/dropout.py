@@ -1,5 +1,140 @@
-"""Placeholder: being written."""
+"""Dropout: a drop-in replacement for `keras.layers.Dropout`."""
+
+import numbers
+
+from keras import ops
+
+from keras_reg._api import register
+from keras_reg._validation import check_float, check_seed, invalid_argument
+from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+
+_NOISE_SHAPE_EXPECTED = "a tuple whose entries are positive ints or None"
 
 
-class Dropout:
-    pass
+def check_noise_shape(noise_shape):
+    """Returns `noise_shape` as a tuple of positive ints and Nones, or None."""
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, (str, bytes)):
+        raise invalid_argument("noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape)
+    try:
+        entries = tuple(noise_shape)
+    except TypeError:
+        raise invalid_argument(
+            "noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape
+        ) from None
+    result = []
+    for entry in entries:
+        if entry is None:
+            result.append(None)
+            continue
+        if (
+            not isinstance(entry, numbers.Integral)
+            or isinstance(entry, bool)
+            or type(entry).__name__ == "bool_"
+            or entry <= 0
+        ):
+            raise invalid_argument("noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape)
+        result.append(int(entry))
+    return tuple(result)
+
+
+def resolve_noise_shape(noise_shape, inputs):
+    """Fills the None entries of `noise_shape` with the input's dimensions."""
+    input_shape = ops.shape(inputs)
+    if noise_shape is None:
+        return tuple(input_shape)
+    if len(noise_shape) != len(input_shape):
+        raise ValueError(
+            f"`noise_shape` must have one entry per input dimension. Received: "
+            f"noise_shape={noise_shape} for an input of shape {inputs.shape}"
+        )
+    return tuple(
+        dim if entry is None else entry
+        for entry, dim in zip(noise_shape, input_shape, strict=True)
+    )
+
+
+@register
+class Dropout(DropoutFamilyLayer):
+    """Applies dropout to the input: a drop-in for `keras.layers.Dropout`.
+
+    In training, each unit is set to 0 with probability `rate` and the units
+    that are kept are scaled by `1 / (1 - rate)`, so that the expected sum of
+    the outputs equals the sum of the inputs. At inference the layer is the
+    identity. `rate=1` drops everything and returns zeros.
+
+    Masks are drawn with 16 random bits per element compared against an
+    integer threshold, so the effective drop probability is
+    `round(rate * 2**16) / 2**16`, within `2**-17` of `rate`. The random state
+    is a `keras.random.SeedGenerator`, advanced once per training call and
+    saved in `.keras` files: with a `seed`, two fresh processes draw the same
+    masks, on any backend, and a reloaded model continues the sequence of
+    masks where the saved one stopped.
+
+    Inside `keras_reg.mc_predict`, the layer drops units even though the
+    model runs with `training=False`.
+
+    Args:
+        rate: float in [0, 1]. Fraction of the input units to drop.
+        noise_shape: optional tuple of positive ints or None, one entry per
+            input dimension: the shape of the binary mask that multiplies the
+            input, broadcast over dimensions of size 1. None entries take the
+            input's size. For inputs `(batch, timesteps, features)`,
+            `noise_shape=(None, 1, None)` drops the same features at every
+            timestep.
+        seed: optional non-negative int, the random seed.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: input tensor, of any rank.
+        training: Python bool: True drops units, False returns the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = Dropout(0.5, seed=1)
+    >>> x = np.ones((2, 4), dtype="float32")
+    >>> y = np.asarray(layer(x, training=True))
+    >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+    True
+    >>> bool(np.all(np.asarray(layer(x)) == x))
+    True
+
+    Reference:
+        - [Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        noise_shape: tuple[int | None, ...] | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.rate = check_float("rate", rate, low=0, high=1)
+        self.noise_shape = check_noise_shape(noise_shape)
+        self.seed = check_seed("seed", seed)
+        self._init_seed(self.seed)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs, training=False):
+        if not self._is_active(training) or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.zeros_like(inputs)
+        shape = resolve_noise_shape(self.noise_shape, inputs)
+        keep = keep_mask(shape, self.rate, self._next_keys(), like=inputs)
+        return apply_keep(inputs, keep, self.rate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
+        )
+        return config

@@ -1,0 +1,220 @@
+"""keras_reg's BatchNormalization against Keras's, on the current backend.
+
+Run as ``KERAS_BACKEND=<backend> python benchmarks/bench_batch_normalization.py``.
+Prints one JSON object per case (shape x mode). Both layers are timed in the
+same process, interleaved round by round; each sample repeats a step until it
+lasts about ``--sample-ms``, and the median of the rounds is reported, so the
+ratio survives a noisy machine better than either time.
+
+Modes: ``train`` is forward + backward (gradients for the input, gamma and
+beta) + moving-statistics update; ``infer`` is a forward pass with the moving
+statistics. Each step is compiled the way Keras runs it: ``tf.function`` on
+TensorFlow, ``jax.jit`` on JAX, eager on torch.
+
+``*_gbps`` is the input tensor's size divided by the time, beside the same
+figure for a NumPy copy of the tensor, a proxy for the memory-bandwidth limit.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_reg  # noqa: E402
+
+SHAPES = [(64, 32, 32, 64), (1024, 512)]
+MODES = ["train", "infer"]
+
+
+def make_layer(layer_class, shape):
+    layer = layer_class(momentum=0.9)
+    layer.build(shape)
+    return layer
+
+
+def tensorflow_steps(layer, x, upstream):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    upstream = tf.constant(upstream)
+
+    @tf.function
+    def train():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True) * upstream)
+        return tape.gradient(loss, [x] + layer.trainable_variables)
+
+    @tf.function
+    def infer():
+        return layer(x, training=False)
+
+    def run(step):
+        return lambda: [np.asarray(t) for t in tf.nest.flatten(step())][0]
+
+    return {"train": run(train), "infer": run(infer)}
+
+
+def jax_steps(layer, x, upstream):
+    import jax
+
+    trainable = [v.value for v in layer.trainable_variables]
+    state = [v.value for v in layer.non_trainable_variables]
+    x = jax.numpy.asarray(x)
+    upstream = jax.numpy.asarray(upstream)
+
+    def loss(trainable, state, x):
+        y, new_state = layer.stateless_call(trainable, state, x, training=True)
+        return jax.numpy.sum(y * upstream), new_state
+
+    @jax.jit
+    def train(trainable, state, x):
+        grads, new_state = jax.grad(loss, argnums=(0, 2), has_aux=True)(
+            trainable, state, x
+        )
+        return grads, new_state
+
+    @jax.jit
+    def infer(trainable, state, x):
+        return layer.stateless_call(trainable, state, x, training=False)[0]
+
+    return {
+        "train": lambda: jax.block_until_ready(train(trainable, state, x)),
+        "infer": lambda: jax.block_until_ready(infer(trainable, state, x)),
+    }
+
+
+def torch_steps(layer, x, upstream):
+    import torch
+
+    x = torch.tensor(x)
+    upstream = torch.tensor(upstream)
+
+    def train():
+        inputs = x.detach().requires_grad_(True)
+        y = layer(inputs, training=True)
+        (y * upstream).sum().backward()
+        for variable in layer.trainable_variables:
+            variable.value.grad = None
+        return inputs.grad
+
+    def infer():
+        with torch.no_grad():
+            return layer(x, training=False)
+
+    return {"train": train, "infer": infer}
+
+
+STEPS = {"tensorflow": tensorflow_steps, "jax": jax_steps, "torch": torch_steps}
+
+
+def set_threads(backend, threads):
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+
+
+def time_per_call(fn, number):
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def calls_per_sample(candidates, minimum_seconds):
+    """Repetitions that make every sample last at least `minimum_seconds`.
+
+    Sub-millisecond steps are otherwise timed at the resolution of scheduler
+    noise; every candidate gets the same count.
+    """
+    fastest = min(time_per_call(fn, 1) for fn in candidates.values())
+    return max(1, math.ceil(minimum_seconds / max(fastest, 1e-6)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--sample-ms",
+        type=float,
+        default=10.0,
+        help="each timed sample repeats a step until it lasts about this long",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for torch and TensorFlow (default: theirs). On a "
+        "machine shared with other jobs, 1 avoids measuring thread contention.",
+    )
+    args = parser.parse_args()
+    backend = keras.backend.backend()
+    if args.threads is not None:
+        set_threads(backend, args.threads)
+    rng = np.random.default_rng(0)
+    for shape in SHAPES:
+        x = rng.normal(1.0, 2.0, shape).astype("float32")
+        upstream = rng.normal(size=shape).astype("float32")
+        copy_target = np.empty_like(x)
+        steps = {
+            "keras": STEPS[backend](
+                make_layer(keras.layers.BatchNormalization, shape), x, upstream
+            ),
+            "keras_reg": STEPS[backend](
+                make_layer(keras_reg.layers.BatchNormalization, shape), x, upstream
+            ),
+        }
+        for mode in MODES:
+            candidates = {
+                "keras": steps["keras"][mode],
+                "keras_reg": steps["keras_reg"][mode],
+                "numpy_copy": lambda dst=copy_target, src=x: np.copyto(dst, src),
+            }
+            for fn in candidates.values():
+                for _ in range(args.warmup):
+                    fn()
+            number = calls_per_sample(candidates, args.sample_ms / 1e3)
+            times = {name: [] for name in candidates}
+            for _ in range(args.rounds):
+                for name, fn in candidates.items():
+                    times[name].append(time_per_call(fn, number))
+            median = {name: statistics.median(t) for name, t in times.items()}
+            gigabytes = x.nbytes / 1e9
+            print(
+                json.dumps(
+                    {
+                        "backend": backend,
+                        "mode": mode,
+                        "shape": list(shape),
+                        "rounds": args.rounds,
+                        "threads": args.threads,
+                        "calls_per_sample": number,
+                        "keras_ms": round(median["keras"] * 1e3, 3),
+                        "keras_reg_ms": round(median["keras_reg"] * 1e3, 3),
+                        "ratio": round(median["keras_reg"] / median["keras"], 3),
+                        "keras_gbps": round(gigabytes / median["keras"], 2),
+                        "keras_reg_gbps": round(gigabytes / median["keras_reg"], 2),
+                        "numpy_copy_gbps": round(gigabytes / median["numpy_copy"], 2),
+                    }
+                ),
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

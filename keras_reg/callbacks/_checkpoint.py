@@ -1,0 +1,130 @@
+"""Crash-safe files for EarlyStopping: atomic writes and the chief check.
+
+A file is written under a temporary name in the destination's own folder,
+flushed and fsynced, then moved over the destination with `os.replace`, which
+is atomic on POSIX and Windows. A process killed at any moment therefore
+leaves either the previous complete file or the new complete file, never a
+torn one. The folder is fsynced too so that the rename itself survives a
+power loss.
+"""
+
+import json
+import os
+import tempfile
+
+import keras
+
+# Stored in the weights file's root attributes so that a resumed run can tell
+# which epoch the file holds, even if it was killed between two writes.
+EPOCH_ATTRIBUTE = "keras_reg_best_epoch"
+
+
+def _fsync_path(path):
+    with open(path, "rb+") as handle:
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder):
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        # Some platforms (Windows) cannot open a folder; the rename is still
+        # atomic there.
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _temporary_name(path, suffix):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix
+    )
+    os.close(descriptor)
+    return folder, temporary
+
+
+def atomic_save_weights(model, path, epoch):
+    """Writes `model.save_weights(path)` atomically, tagged with `epoch`."""
+    # save_weights insists on the `.weights.h5` ending, so the temporary file
+    # keeps it.
+    folder, temporary = _temporary_name(path, ".tmp.weights.h5")
+    try:
+        model.save_weights(temporary, overwrite=True)
+        import h5py
+
+        with h5py.File(temporary, "a") as handle:
+            handle.attrs[EPOCH_ATTRIBUTE] = int(epoch)
+        _fsync_path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def read_saved_epoch(path):
+    """Returns the epoch tag of a weights file written here, or None."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            value = handle.attrs.get(EPOCH_ATTRIBUTE)
+    except OSError:
+        return None
+    return None if value is None else int(value)
+
+
+def atomic_write_json(path, payload):
+    """Writes `payload` as JSON to `path` atomically."""
+    folder, temporary = _temporary_name(path, ".tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def read_json(path):
+    """Returns the JSON object in `path`, or None if absent or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def is_chief():
+    """Whether this process should write files under distributed training.
+
+    TensorFlow strategies say so through `should_checkpoint`; JAX and
+    PyTorch multi-process runs write from process 0 only.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.distribute.get_strategy().extended.should_checkpoint)
+    if backend == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    if backend == "torch":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
+    return True

@@ -1,0 +1,229 @@
+"""Backend-specific pieces of BatchNormalization.
+
+Everything here sits beside the portable keras.ops path in
+`batch_normalization.py` and must give the same numbers: tests compare the
+two for each backend. Backend modules are imported lazily so that the layer
+never imports a framework the user did not choose.
+"""
+
+import keras
+from keras import ops
+
+# tf.compat.v1.nn.fused_batch_norm silently raises a smaller epsilon to this.
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+def available(layer, x, *, mask, training):
+    """Whether a backend kernel can run this call with Keras's semantics.
+
+    TensorFlow: the fused kernel for a last-axis (channels-last) input. On CPU
+    its channels-first (NCHW) variant measured slower than the portable path,
+    so channels-first runs the portable path. Torch: the native kernel for
+    the last axis or axis 1. JAX: none; the portable two-pass formulation
+    (mean, then the mean squared deviation from the mean held constant for
+    the gradient) measured faster under XLA than a single-pass
+    `E[x**2] - E[x]**2` and than a hand-written backward pass.
+    """
+    if not layer._use_fast_path or mask is not None:
+        return False
+    if training and (layer.renorm or layer.synchronized):
+        return False
+    rank = len(x.shape)
+    axis = layer.axis % rank
+    if rank < 2:
+        return False
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        if dtype != "float32" or axis != rank - 1:
+            return False
+        if layer.epsilon < _FUSED_MIN_EPSILON:
+            return False
+        return not (training and _static_count(x, axis) == 1)
+    if backend == "torch":
+        if dtype not in ("float32", "float64") or axis not in (1, rank - 1):
+            return False
+        # Torch refuses training statistics of a single value per channel.
+        return not (training and _static_count(x, axis) in (1, None))
+    return False
+
+
+def _static_count(x, axis):
+    """Values per channel, or None when a dimension is unknown."""
+    count = 1
+    for i, size in enumerate(x.shape):
+        if i == axis:
+            continue
+        if size is None:
+            return None
+        count *= size
+    return count
+
+
+def train(layer, x, axis, gamma, beta):
+    """Returns (outputs, batch mean, biased batch variance)."""
+    if keras.backend.backend() == "tensorflow":
+        return _tf_train(layer, x, gamma, beta)
+    return _torch_train(layer, x, axis, gamma, beta)
+
+
+def infer(layer, x, axis, mean, variance, gamma, beta):
+    if keras.backend.backend() == "tensorflow":
+        return _tf_infer(layer, x, mean, variance, gamma, beta)
+    return _torch_infer(layer, x, axis, mean, variance, gamma, beta)
+
+
+def _tf_scale_offset(x, gamma, beta):
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    scale = tf.ones((channels,), x.dtype) if gamma is None else gamma
+    offset = tf.zeros((channels,), x.dtype) if beta is None else beta
+    return scale, offset
+
+
+def _tf_train(layer, x, gamma, beta):
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    # Any channels-last input is a (values, 1, 1, channels) NHWC image to the
+    # fused kernel; the reshapes are free.
+    flat = tf.reshape(x, (-1, 1, 1, channels))
+    scale, offset = _tf_scale_offset(x, gamma, beta)
+    y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        flat,
+        scale,
+        offset,
+        epsilon=layer.epsilon,
+        is_training=True,
+        data_format="NHWC",
+    )
+    # The kernel returns the unbiased variance; Keras's moving variance takes
+    # the biased one. A single value per channel has variance 0.
+    count = tf.cast(tf.shape(flat)[0], variance.dtype)
+    variance = tf.where(
+        count > 1.0, variance * ((count - 1.0) / count), tf.zeros_like(variance)
+    )
+    return tf.reshape(y, tf.shape(x)), mean, variance
+
+
+def _tf_infer(layer, x, mean, variance, gamma, beta):
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    flat = tf.reshape(x, (-1, 1, 1, channels))
+    scale, offset = _tf_scale_offset(x, gamma, beta)
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        flat,
+        scale,
+        offset,
+        mean=mean,
+        variance=variance,
+        epsilon=layer.epsilon,
+        is_training=False,
+        data_format="NHWC",
+    )
+    return tf.reshape(y, tf.shape(x))
+
+
+def _torch_view(x, axis):
+    """x as (values, channels) or (batch, channels, values) for torch."""
+    channels = x.shape[axis]
+    if axis == x.ndim - 1:
+        return x.reshape(-1, channels)
+    return x.reshape(x.shape[0], channels, -1)
+
+
+def _torch_train(layer, x, axis, gamma, beta):
+    import torch
+
+    view = _torch_view(x, axis)
+    channels = x.shape[axis]
+    # With momentum 1 the running buffers receive exactly this batch's mean
+    # and unbiased variance; the layer's own moving averages use the biased
+    # variance, as in Keras.
+    mean = torch.zeros(channels, dtype=x.dtype, device=x.device)
+    variance = torch.zeros(channels, dtype=x.dtype, device=x.device)
+    y = torch.batch_norm(
+        view, gamma, beta, mean, variance, True, 1.0, layer.epsilon, _cudnn()
+    )
+    count = view.numel() // channels
+    variance = variance * ((count - 1) / count)
+    return y.reshape(x.shape), mean, variance
+
+
+def _torch_infer(layer, x, axis, mean, variance, gamma, beta):
+    import torch
+
+    # torch.batch_norm rather than torch.nn.functional.batch_norm: the same
+    # kernel without the wrapper's Python checks, which show at small sizes.
+    y = torch.batch_norm(
+        _torch_view(x, axis),
+        gamma,
+        beta,
+        mean,
+        variance,
+        False,
+        0.0,
+        layer.epsilon,
+        _cudnn(),
+    )
+    return y.reshape(x.shape)
+
+
+def _cudnn():
+    import torch
+
+    return torch.backends.cudnn.enabled
+
+
+def synchronized_moments(x, keep, axes):
+    """Cross-replica mean and variance, or None when there is nothing to sync.
+
+    Only TensorFlow needs work here: inside a `tf.distribute` replica
+    context each replica sees its own slice, so the sums, sums of squares and
+    counts are all-reduced, as Keras does. On JAX the distribution API runs
+    one program over the global batch, so the local statistics already are
+    global.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    if keep is None:
+        weights = ops.ones_like(x)
+        values = x
+    else:
+        weights = ops.cast(keep, x.dtype)
+        values = ops.where(keep, x, ops.zeros_like(x))
+    local_sum = ops.sum(values, axis=axes, keepdims=True)
+    local_squares = ops.sum(ops.square(values), axis=axes, keepdims=True)
+    local_count = ops.sum(weights, axis=axes, keepdims=True)
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
+    squares = context.all_reduce(tf.distribute.ReduceOp.SUM, local_squares)
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
+    mean = tf.math.divide_no_nan(total, count)
+    variance = ops.maximum(tf.math.divide_no_nan(squares, count) - mean**2, 0.0)
+    return mean, variance
+
+
+def assert_batch_multiple(x, size):
+    """Returns `x`, checked for a batch size unknown while tracing.
+
+    Only TensorFlow graphs have unknown sizes at run time; the check runs
+    before the reshape that would otherwise fail with a less clear message.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return x
+    import tensorflow as tf
+
+    check = tf.debugging.assert_equal(
+        tf.shape(x)[0] % size,
+        0,
+        message=f"The batch size must be a multiple of virtual_batch_size={size}.",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(x)

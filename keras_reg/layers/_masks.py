@@ -1,0 +1,283 @@
+"""Random keep-masks for the dropout family, and the state they share.
+
+Masks are drawn with a counter-based hash instead of a float per element:
+16 random bits per element, compared with an integer threshold. For a mask
+of `n` elements, `ceil(n / 2)` 32-bit words are hashed and each word gives two
+16-bit draws (its low half, then its high half); element `j` is dropped when
+its draw is below `round(rate * 2**16)`, so the effective rate is within
+`2**-17` of the requested one. Word `i` (counting from 1) is
+
+    fmix32(fmix32((i * 0x9E3779B9) ^ k1) ^ k2)
+
+where `fmix32` is the MurmurHash3 finalizer and `(k1, k2)` is derived from a
+`keras.random.SeedGenerator` state `(seed, counter)` as
+`(fmix32(seed ^ 0x5BD1E995), fmix32(counter ^ 0x27D4EB2F))`. All arithmetic is
+32-bit and wraps, so the same state gives bit-identical masks on every backend.
+
+The portable path is written on `keras.ops`. Each backend also gets a fast
+path computing the same bits: XLA-compiled on TensorFlow, `jax.jit` on JAX and
+in-place integer kernels on PyTorch. `tests/test_dropout.py` checks that both
+paths agree with an independent NumPy implementation.
+"""
+
+import sys
+import threading
+
+import keras
+import numpy as np
+from keras import ops
+
+RANDOM_BITS = 16
+_SCALE = 1 << RANDOM_BITS
+
+
+def _signed(value):
+    """Returns the int32 whose bits are the 32-bit unsigned `value`."""
+    return int(np.uint32(value).view(np.int32))
+
+
+_GOLDEN = _signed(0x9E3779B9)
+_FMIX_1 = _signed(0x85EBCA6B)
+_FMIX_2 = _signed(0xC2B2AE35)
+_SEED_SALT = _signed(0x5BD1E995)
+_COUNTER_SALT = _signed(0x27D4EB2F)
+
+
+def drop_threshold(rate):
+    """Returns the integer threshold: a 16-bit draw below it is dropped."""
+    return int(round(rate * _SCALE))
+
+
+def _shift_right(x, bits):
+    # keras.ops.right_shift is arithmetic on int32: masking the sign-extended
+    # bits makes it the logical shift that fmix32 is defined with.
+    return ops.bitwise_and(ops.right_shift(x, bits), (1 << (32 - bits)) - 1)
+
+
+def _fmix32(h):
+    h = ops.bitwise_xor(h, _shift_right(h, 16))
+    h = ops.multiply(h, _FMIX_1)
+    h = ops.bitwise_xor(h, _shift_right(h, 13))
+    h = ops.multiply(h, _FMIX_2)
+    return ops.bitwise_xor(h, _shift_right(h, 16))
+
+
+def keys_from_state(state):
+    """Returns the int32 keys `(k1, k2)` for a seed-generator state."""
+    state = ops.cast(state, "int32")
+    k1 = _fmix32(ops.bitwise_xor(state[0], _SEED_SALT))
+    k2 = _fmix32(ops.bitwise_xor(state[1], _COUNTER_SALT))
+    return k1, k2
+
+
+def _portable_keep(shape, threshold, k1, k2):
+    n = 1
+    for dim in shape:
+        n = n * dim
+    words = (n + 1) // 2
+    h = ops.multiply(ops.arange(1, words + 1, dtype="int32"), _GOLDEN)
+    h = _fmix32(ops.bitwise_xor(h, k1))
+    h = _fmix32(ops.bitwise_xor(h, k2))
+    draws = ops.stack([ops.bitwise_and(h, 0xFFFF), _shift_right(h, 16)], axis=-1)
+    draws = ops.reshape(draws, (-1,))[:n]
+    return ops.reshape(ops.greater_equal(draws, threshold), shape)
+
+
+def _torch_keep(shape, threshold, k1, k2, device):
+    import torch
+
+    n = 1
+    for dim in shape:
+        n *= int(dim)
+    words = (n + 1) // 2
+    h = torch.arange(1, words + 1, dtype=torch.int32, device=device)
+    h.mul_(_GOLDEN).bitwise_xor_(k1)
+    scratch = torch.empty_like(h)
+
+    def fmix_(h):
+        for bits, multiplier in ((16, _FMIX_1), (13, _FMIX_2), (16, None)):
+            torch.bitwise_right_shift(h, bits, out=scratch)
+            scratch.bitwise_and_((1 << (32 - bits)) - 1)
+            h.bitwise_xor_(scratch)
+            if multiplier is not None:
+                h.mul_(multiplier)
+
+    fmix_(h)
+    h.bitwise_xor_(k2)
+    fmix_(h)
+    # On a little-endian machine the int16 view lists each word's low half,
+    # then its high half: the portable order. Flipping the sign bit maps the
+    # unsigned order of the halves onto the signed order int16 compares with.
+    draws = h.view(torch.int16)[:n]
+    draws.bitwise_xor_(-(1 << 15))
+    return torch.ge(draws, threshold - (1 << 15)).view(shape)
+
+
+_compiled = {}
+
+
+def _compiled_keep(backend):
+    if backend not in _compiled:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            def keep(shape, threshold, k1, k2):
+                return _portable_keep(tf.unstack(shape), threshold, k1, k2)
+
+            _compiled[backend] = tf.function(keep, jit_compile=True)
+        else:
+            import jax
+
+            _compiled[backend] = jax.jit(_portable_keep, static_argnums=(0, 1))
+    return _compiled[backend]
+
+
+def keep_mask(shape, rate, keys, *, like=None, fast=True):
+    """Returns a boolean tensor of `shape`, True where units are kept.
+
+    Args:
+        shape: the mask shape; entries are ints or, on TensorFlow, scalar
+            tensors for dynamic dimensions.
+        rate: the drop probability.
+        keys: `(k1, k2)`, int32 scalars from `keys_from_state` or `mc_keys`.
+        like: a tensor on the device the mask should live on (PyTorch).
+        fast: False forces the portable `keras.ops` path.
+    """
+    threshold = drop_threshold(rate)
+    k1, k2 = keys
+    backend = keras.backend.backend()
+    if fast and backend == "tensorflow":
+        import tensorflow as tf
+
+        shape_tensor = tf.stack([tf.cast(dim, tf.int32) for dim in shape])
+        k1 = tf.cast(k1, tf.int32)
+        k2 = tf.cast(k2, tf.int32)
+        return _compiled_keep(backend)(shape_tensor, threshold, k1, k2)
+    if fast and backend == "jax":
+        k1 = ops.convert_to_tensor(k1, "int32")
+        k2 = ops.convert_to_tensor(k2, "int32")
+        return _compiled_keep(backend)(tuple(shape), threshold, k1, k2)
+    if fast and backend == "torch" and sys.byteorder == "little":
+        device = like.device if like is not None else None
+        if device is None or device.type != "meta":
+            return _torch_keep(shape, threshold, int(k1), int(k2), device)
+    return _portable_keep(tuple(shape), threshold, k1, k2)
+
+
+def apply_keep(x, keep, rate):
+    """Returns `x * (1 / (1 - rate))` where `keep` is True and 0 elsewhere.
+
+    The scale is one constant multiplied in, rather than a division, so that
+    every backend rounds the survivors the same way (XLA may rewrite a
+    division by a constant as a multiplication by its reciprocal).
+    """
+    scale = 1.0 / (1.0 - rate)
+    if keras.backend.backend() == "torch" and x.device.type != "meta":
+        import torch
+
+        return torch.mul(x, scale).masked_fill_(torch.logical_not(keep), 0)
+    return ops.where(keep, ops.multiply(x, scale), ops.zeros_like(x))
+
+
+# Monte Carlo mode: `mc_predict` switches the dropout family on while the
+# model runs with training=False, so BatchNormalization stays in inference.
+_mc_state = threading.local()
+
+
+def mc_context():
+    """Returns the active Monte Carlo context, or None."""
+    return getattr(_mc_state, "context", None)
+
+
+def _fmix32_int(h):
+    h &= 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+class MCContext:
+    """Hands out seed states for each dropout-family call of a Monte Carlo pass.
+
+    Call `c` (counted from 0 within a forward pass) of pass `p` uses the state
+    `(fmix32(fmix32(seed) + c), p)`, so a pass's masks depend only on `seed`,
+    `p` and the order in which the model calls its layers.
+    """
+
+    def __init__(self, seed):
+        self.base = _fmix32_int(seed)
+        self.pass_index = 0
+        self.call_index = 0
+        self.layers_seen = 0
+
+    def start_pass(self, pass_index):
+        self.pass_index = pass_index
+        self.call_index = 0
+
+    def next_keys(self):
+        state = (_fmix32_int(self.base + self.call_index), self.pass_index)
+        self.call_index += 1
+        return tuple(
+            _signed(_fmix32_int(value ^ (salt & 0xFFFFFFFF)))
+            for value, salt in zip(state, (_SEED_SALT, _COUNTER_SALT), strict=True)
+        )
+
+    def __enter__(self):
+        if mc_context() is not None:
+            raise RuntimeError("mc_predict cannot be nested.")
+        _mc_state.context = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _mc_state.context = None
+
+
+class DropoutFamilyLayer(keras.layers.Layer):
+    """Base of keras_reg's random layers: seed state, saving, Monte Carlo mode.
+
+    The seed generator's state is saved in `.keras` files next to the layer's
+    weights (Keras's own layers drop it), so a reloaded layer continues with
+    the masks the original would have drawn next.
+    """
+
+    _SEED_STATE_KEY = "seed_generator_state"
+
+    def _init_seed(self, seed):
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _is_active(self, training):
+        context = mc_context()
+        if context is not None:
+            context.layers_seen += 1
+            return True
+        return bool(training)
+
+    def _next_keys(self):
+        context = mc_context()
+        if context is not None:
+            return context.next_keys()
+        return keys_from_state(self.seed_generator.next())
+
+    @classmethod
+    def from_config(cls, config):
+        # Keras's base from_config turns every constructor error into a
+        # TypeError; an invalid stored argument must stay a ValueError.
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            policy = keras.dtype_policies.deserialize(config["dtype"])
+            if policy.quantization_mode is None:
+                policy = policy.name
+            config["dtype"] = policy
+        return cls(**config)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self._SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        own = {key: store[key] for key in store.keys() if key != self._SEED_STATE_KEY}
+        super().load_own_variables(own)
+        if self._SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])

@@ -1,0 +1,207 @@
+"""SpatialDropout1D/2D/3D: drop-in replacements for Keras's spatial dropout."""
+
+import keras
+from keras import ops
+
+from keras_reg._api import register
+from keras_reg._validation import check_float, check_seed, check_str
+from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+
+_DATA_FORMATS = ("channels_first", "channels_last")
+
+
+class _SpatialDropout(DropoutFamilyLayer):
+    """Shared implementation: one mask entry per sample and channel."""
+
+    _rank = None
+
+    def __init__(
+        self,
+        rate: float,
+        data_format: str | None = "channels_last",
+        seed: int | None = None,
+        name: str | None = None,
+        dtype=None,
+    ):
+        super().__init__(name=name, dtype=dtype)
+        self.rate = check_float("rate", rate, low=0, high=1)
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        self.data_format = check_str("data_format", data_format, choices=_DATA_FORMATS)
+        self.seed = check_seed("seed", seed)
+        self._init_seed(self.seed)
+        self.supports_masking = True
+        self.input_spec = keras.layers.InputSpec(ndim=self._rank)
+        self.built = True
+
+    def _noise_shape(self, inputs):
+        shape = ops.shape(inputs)
+        spatial = (1,) * (self._rank - 2)
+        if self.data_format == "channels_first":
+            return (shape[0], shape[1]) + spatial
+        return (shape[0],) + spatial + (shape[-1],)
+
+    def call(self, inputs, training=False):
+        if not self._is_active(training) or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.zeros_like(inputs)
+        keep = keep_mask(
+            self._noise_shape(inputs), self.rate, self._next_keys(), like=inputs
+        )
+        return apply_keep(inputs, keep, self.rate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        # Keras's spatial dropout layers store exactly these keys.
+        config = {
+            "rate": self.rate,
+            "seed": self.seed,
+            "name": self.name,
+            "dtype": self.dtype_policy.name,
+        }
+        if self._rank != 3:
+            config["data_format"] = self.data_format
+        return config
+
+
+@register
+class SpatialDropout1D(_SpatialDropout):
+    """Drops whole 1D feature maps: a drop-in for `keras.layers.SpatialDropout1D`.
+
+    In training, each channel of each sample is set to 0 at every timestep
+    with probability `rate`, and the channels that are kept are scaled by
+    `1 / (1 - rate)`. When neighbouring timesteps are strongly correlated,
+    element-wise dropout barely regularizes; dropping whole channels does. At
+    inference the layer is the identity. Masks are drawn as in
+    `keras_reg.layers.Dropout`: reproducible with a seed, saved with the model
+    and active inside `keras_reg.mc_predict`.
+
+    Args:
+        rate: float in [0, 1]. Fraction of the channels to drop.
+        seed: optional non-negative int, the random seed.
+        name: optional layer name.
+        dtype: optional dtype or dtype policy.
+
+    Call arguments:
+        inputs: 3D tensor `(samples, timesteps, channels)`.
+        training: Python bool: True drops channels, False returns the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = SpatialDropout1D(0.5, seed=1)(np.ones((2, 3, 4)), training=True)
+    >>> bool(np.all(np.ptp(np.asarray(y), axis=1) == 0))
+    True
+
+    Reference:
+        - [Tompson et al., 2015](https://arxiv.org/abs/1411.4280)
+    """
+
+    _rank = 3
+
+    def __init__(
+        self,
+        rate: float,
+        seed: int | None = None,
+        name: str | None = None,
+        dtype=None,
+    ):
+        super().__init__(rate, "channels_last", seed=seed, name=name, dtype=dtype)
+
+
+@register
+class SpatialDropout2D(_SpatialDropout):
+    """Drops whole 2D feature maps: a drop-in for `keras.layers.SpatialDropout2D`.
+
+    In training, each channel of each sample is set to 0 at every pixel with
+    probability `rate`, and the channels that are kept are scaled by
+    `1 / (1 - rate)`. At inference the layer is the identity. Masks are drawn
+    as in `keras_reg.layers.Dropout`: reproducible with a seed, saved with the
+    model and active inside `keras_reg.mc_predict`.
+
+    Args:
+        rate: float in [0, 1]. Fraction of the channels to drop.
+        data_format: `"channels_last"` (inputs `(samples, rows, cols,
+            channels)`) or `"channels_first"` (inputs `(samples, channels,
+            rows, cols)`). None uses `keras.config.image_data_format()`.
+        seed: optional non-negative int, the random seed.
+        name: optional layer name.
+        dtype: optional dtype or dtype policy.
+
+    Call arguments:
+        inputs: 4D tensor.
+        training: Python bool: True drops channels, False returns the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = SpatialDropout2D(0.5, seed=1)(np.ones((2, 3, 3, 4)), training=True)
+    >>> bool(np.all(np.ptp(np.asarray(y), axis=(1, 2)) == 0))
+    True
+
+    Reference:
+        - [Tompson et al., 2015](https://arxiv.org/abs/1411.4280)
+    """
+
+    _rank = 4
+
+    def __init__(
+        self,
+        rate: float,
+        data_format: str | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+        dtype=None,
+    ):
+        super().__init__(rate, data_format, seed=seed, name=name, dtype=dtype)
+
+
+@register
+class SpatialDropout3D(_SpatialDropout):
+    """Drops whole 3D feature maps: a drop-in for `keras.layers.SpatialDropout3D`.
+
+    In training, each channel of each sample is set to 0 at every voxel with
+    probability `rate`, and the channels that are kept are scaled by
+    `1 / (1 - rate)`. At inference the layer is the identity. Masks are drawn
+    as in `keras_reg.layers.Dropout`: reproducible with a seed, saved with the
+    model and active inside `keras_reg.mc_predict`.
+
+    Args:
+        rate: float in [0, 1]. Fraction of the channels to drop.
+        data_format: `"channels_last"` (inputs `(samples, dim1, dim2, dim3,
+            channels)`) or `"channels_first"` (inputs `(samples, channels,
+            dim1, dim2, dim3)`). None uses `keras.config.image_data_format()`.
+        seed: optional non-negative int, the random seed.
+        name: optional layer name.
+        dtype: optional dtype or dtype policy.
+
+    Call arguments:
+        inputs: 5D tensor.
+        training: Python bool: True drops channels, False returns the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.ones((2, 2, 2, 2, 4))
+    >>> y = SpatialDropout3D(0.5, seed=1)(x, training=True)
+    >>> bool(np.all(np.ptp(np.asarray(y), axis=(1, 2, 3)) == 0))
+    True
+
+    Reference:
+        - [Tompson et al., 2015](https://arxiv.org/abs/1411.4280)
+    """
+
+    _rank = 5
+
+    def __init__(
+        self,
+        rate: float,
+        data_format: str | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+        dtype=None,
+    ):
+        super().__init__(rate, data_format, seed=seed, name=name, dtype=dtype)

@@ -1,0 +1,194 @@
+"""mc_predict: Monte Carlo dropout predictions with BatchNormalization frozen."""
+
+import random
+
+import keras
+import numpy as np
+
+from keras_reg._validation import check_int, check_seed, invalid_argument
+from keras_reg.layers._masks import MCContext
+
+# Keras's random layers act only when called with training=True, which
+# mc_predict never does: inside it they would silently be the identity.
+_KERAS_RANDOM_LAYERS = (
+    keras.layers.Dropout,
+    keras.layers.GaussianDropout,
+    keras.layers.GaussianNoise,
+    keras.layers.AlphaDropout,
+)
+
+
+def _sublayers(value):
+    if isinstance(value, keras.layers.Layer):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _sublayers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _sublayers(item)
+
+
+def _walk(layer, seen):
+    """Yields `layer` and every layer reachable from its attributes."""
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    yield layer
+    for value in vars(layer).values():
+        for sublayer in _sublayers(value):
+            yield from _walk(sublayer, seen)
+
+
+def _num_rows(x):
+    leaves = keras.tree.flatten(x)
+    if not leaves:
+        raise invalid_argument("x", "an array or a structure of arrays", x)
+    return int(np.shape(leaves[0])[0])
+
+
+def mc_predict(
+    model: keras.layers.Layer,
+    x,
+    samples: int = 30,
+    batch_size: int | None = None,
+    seed: int | None = None,
+):
+    """Predicts with dropout active and returns the mean and std over samples.
+
+    Monte Carlo dropout: `model` runs `samples` times on each batch with every
+    keras_reg dropout-family layer (`Dropout`, `SpatialDropout1D/2D/3D`,
+    `StochasticDepth`, `DropConnect`) drawing fresh masks, while the model is
+    called with `training=False`, so that every BatchNormalization (Keras's
+    and keras_reg's) normalizes with its moving statistics and updates
+    nothing. The spread of the predictions estimates the model's uncertainty.
+
+    The model is left unchanged: no weight, statistic or seed state is
+    updated. Keras's own random layers (`Dropout`, the spatial dropouts,
+    `GaussianDropout`, `GaussianNoise`, `AlphaDropout`) only act with
+    `training=True`, so inside `mc_predict` they would silently do nothing:
+    a model containing any of them is refused with a ValueError that names
+    them. Replace them with keras_reg's layers. A model with no keras_reg
+    dropout-family layer is refused too.
+
+    Memory is bounded by `batch_size`: each call of the model sees at most
+    `batch_size` rows, and only running sums are kept across samples.
+
+    With a `seed`, the result is repeatable: the same seed, data,
+    `batch_size` and model give the same masks in any process, on any
+    backend, and after a `.keras` save and load. The masks depend on the
+    seed, on the batch index and sample index, and on the order in which the
+    model calls its dropout-family layers; not on the layers' own seeds.
+    Without a seed, one is drawn from Python's `random` module, which
+    `keras.utils.set_random_seed` seeds.
+
+    The model is called eagerly, batch by batch.
+
+    Args:
+        model: a Keras model (or layer) containing keras_reg dropout-family
+            layers.
+        x: input data: an array, or a list or dict of arrays for a model with
+            several inputs, with samples along the first axis.
+        samples: int >= 1. Number of stochastic forward passes per batch.
+        batch_size: optional int >= 1. Rows per model call; default 32.
+        seed: optional non-negative int.
+
+    Returns:
+        `(mean, std)`: NumPy arrays shaped like the model's output (or
+        structures of arrays, for several outputs). `std` is the population
+        standard deviation over the samples (0 when `samples=1`).
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_reg
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8),
+    ...     keras.layers.BatchNormalization(),
+    ...     keras_reg.layers.Dropout(0.5),
+    ...     keras.layers.Dense(1),
+    ... ])
+    >>> x = np.ones((10, 4), dtype="float32")
+    >>> mean, std = keras_reg.mc_predict(model, x, samples=20, seed=0)
+    >>> mean.shape, std.shape
+    ((10, 1), (10, 1))
+
+    Reference:
+        - [Gal and Ghahramani, 2016](https://arxiv.org/abs/1506.02142)
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise invalid_argument("model", "a Keras model or layer", model)
+    samples = check_int("samples", samples, low=1)
+    batch_size = (
+        32 if batch_size is None else check_int("batch_size", batch_size, low=1)
+    )
+    seed = check_seed("seed", seed)
+    keras_random = [
+        f"{layer.name} ({type(layer).__name__})"
+        for layer in _walk(model, set())
+        if isinstance(layer, _KERAS_RANDOM_LAYERS)
+    ]
+    if keras_random:
+        raise ValueError(
+            "mc_predict runs the model with training=False, where Keras's own "
+            "random layers do nothing. Replace them with keras_reg's layers. "
+            f"Received a model with: {', '.join(keras_random)}"
+        )
+    if seed is None:
+        seed = random.randint(0, 2**31 - 1)
+
+    rows = _num_rows(x)
+    means, stds = [], []
+    context = MCContext(seed)
+    with context:
+        for batch_index, start in enumerate(range(0, rows, batch_size)):
+            batch = keras.tree.map_structure(
+                lambda a, start=start: a[start : start + batch_size], x
+            )
+            # Sums of differences from the first sample: exact zeros (std 0)
+            # when every sample is equal, and no cancellation when the spread
+            # is small compared with the mean.
+            first = total = total_sq = None
+            for sample in range(samples):
+                context.start_pass(batch_index * samples + sample)
+                outputs = model(batch, training=False)
+                if context.layers_seen == 0:
+                    raise ValueError(
+                        "mc_predict needs a model with keras_reg dropout-family "
+                        "layers (Dropout, SpatialDropout1D/2D/3D, "
+                        "StochasticDepth, DropConnect). Received a model with "
+                        f"none: {model.name}"
+                    )
+                outputs = keras.tree.map_structure(
+                    lambda y: keras.ops.convert_to_numpy(y).astype(np.float64),
+                    outputs,
+                )
+                if first is None:
+                    first = outputs
+                    total = keras.tree.map_structure(np.zeros_like, outputs)
+                    total_sq = keras.tree.map_structure(np.zeros_like, outputs)
+                diff = keras.tree.map_structure(np.subtract, outputs, first)
+                total = keras.tree.map_structure(np.add, total, diff)
+                total_sq = keras.tree.map_structure(
+                    lambda s, d: s + np.square(d), total_sq, diff
+                )
+            mean = keras.tree.map_structure(lambda f, s: f + s / samples, first, total)
+            std = keras.tree.map_structure(
+                lambda s, s2: np.sqrt(
+                    np.maximum(s2 / samples - np.square(s / samples), 0.0)
+                ),
+                total,
+                total_sq,
+            )
+            means.append(mean)
+            stds.append(std)
+
+    def concatenate(*parts):
+        return np.concatenate(parts, axis=0).astype(np.float32)
+
+    return (
+        keras.tree.map_structure(concatenate, *means),
+        keras.tree.map_structure(concatenate, *stds),
+    )

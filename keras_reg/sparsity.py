@@ -1,0 +1,179 @@
+"""sparsity_report: how many weights are exactly zero, per layer and variable."""
+
+import keras
+import numpy as np
+
+_COLUMNS = (
+    ("variable", "{}"),
+    ("shape", "{}"),
+    ("size", "{:d}"),
+    ("zeros", "{:d}"),
+    ("zero %", "{:.2f}"),
+    ("L1 norm", "{:.4g}"),
+    ("L2 norm", "{:.4g}"),
+    ("penalty", "{}"),
+    ("dead units", "{}"),
+)
+
+
+def _dead_units(values):
+    """Indices of units (last axis) whose weights are all exactly zero."""
+    if values.ndim < 2:
+        return None
+    flat = values.reshape(-1, values.shape[-1])
+    return [int(unit) for unit in np.flatnonzero(np.all(flat == 0, axis=0))]
+
+
+def _penalty(variable):
+    regularizer = getattr(variable, "regularizer", None)
+    if regularizer is None:
+        return None
+    return float(keras.ops.convert_to_numpy(regularizer(variable)))
+
+
+def _variable_entry(variable, path):
+    values = keras.ops.convert_to_numpy(variable)
+    magnitudes = np.abs(values.astype(np.float64))
+    size = int(values.size)
+    zeros = int(np.count_nonzero(values == 0))
+    dead = _dead_units(values)
+    return {
+        "layer": path.rpartition("/")[0],
+        "shape": tuple(int(dim) for dim in values.shape),
+        "size": size,
+        "zeros": zeros,
+        "zero_fraction": zeros / size if size else 0.0,
+        "l1_norm": float(magnitudes.sum()),
+        "l2_norm": float(np.sqrt(np.square(magnitudes).sum())),
+        "penalty": _penalty(variable),
+        "units": None if dead is None else int(values.shape[-1]),
+        "dead_units": dead,
+    }
+
+
+def _total(entries):
+    size = sum(entry["size"] for entry in entries)
+    zeros = sum(entry["zeros"] for entry in entries)
+    return {
+        "size": size,
+        "zeros": zeros,
+        "zero_fraction": zeros / size if size else 0.0,
+        "penalty": sum(entry["penalty"] or 0.0 for entry in entries),
+    }
+
+
+def _format_table(report):
+    rows = []
+    for path, entry in report["variables"].items():
+        dead = entry["dead_units"]
+        rows.append(
+            (
+                path,
+                "x".join(str(dim) for dim in entry["shape"]) or "scalar",
+                entry["size"],
+                entry["zeros"],
+                100.0 * entry["zero_fraction"],
+                entry["l1_norm"],
+                entry["l2_norm"],
+                "-" if entry["penalty"] is None else f"{entry['penalty']:.4g}",
+                "-" if dead is None else f"{len(dead)}/{entry['units']}",
+            )
+        )
+    for name in ("kernels", "total"):
+        total = report[name]
+        rows.append(
+            (
+                f"[{name}]",
+                "",
+                total["size"],
+                total["zeros"],
+                100.0 * total["zero_fraction"],
+                float("nan"),
+                float("nan"),
+                f"{total['penalty']:.4g}",
+                "",
+            )
+        )
+    cells = [[title for title, _ in _COLUMNS]]
+    for row in rows:
+        formatted = []
+        for value, (_, template) in zip(row, _COLUMNS, strict=True):
+            text = template.format(value)
+            formatted.append("" if text == "nan" else text)
+        cells.append(formatted)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
+    lines = []
+    for index, row in enumerate(cells):
+        lines.append(
+            "  ".join(
+                cell.ljust(width) if column == 0 else cell.rjust(width)
+                for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+        if index == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def sparsity_report(model: keras.Model, print_fn=print) -> dict:
+    """Reports exact zeros, norms and penalties of a model's trainable weights.
+
+    One entry per trainable variable, keyed by its path inside the model
+    (`"dense/kernel"`):
+
+    - `layer`: the path of the layer that owns it;
+    - `shape`, `size`, `zeros` (exactly zero entries), `zero_fraction`;
+    - `l1_norm`, `l2_norm`;
+    - `penalty`: the value of its regularizer, or `None` without one;
+    - `units` and `dead_units`: for variables of rank >= 2 (kernels), the
+      number of units (last axis: Dense units, Conv filters) and the indices of
+      the units whose weights are all exactly zero; `None` for biases.
+
+    `"kernels"` sums size, zeros and penalties over the variables of rank >= 2
+    (what L1 and group lasso sparsify), `"total"` over all of them.
+
+    Args:
+        model: A built Keras model (or layer).
+        print_fn: Function that receives the formatted table, `print` by
+            default; `None` prints nothing.
+
+    Returns:
+        A dict with keys `"variables"` (path -> entry), `"layers"` (layer
+        path -> list of its variable paths), `"kernels"` and `"total"`.
+
+    Example:
+
+    >>> import keras, keras_reg
+    >>> model = keras.Sequential(
+    ...     [keras.Input((3,)), keras.layers.Dense(2, name="hidden")]
+    ... )
+    >>> _ = model.layers[0].kernel.assign([[0.0, 1.0], [0.0, 2.0], [0.0, 0.0]])
+    >>> report = keras_reg.sparsity_report(model, print_fn=None)
+    >>> report["variables"]["hidden/kernel"]["zeros"]
+    4
+    >>> report["variables"]["hidden/kernel"]["dead_units"]
+    [0]
+    """
+    # Paths relative to the model read "dense/kernel", not
+    # "sequential/dense/kernel".
+    prefix = f"{model.name}/"
+    entries = {}
+    for variable in model.trainable_variables:
+        path = variable.path
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+        entries[path] = _variable_entry(variable, path)
+    layers = {}
+    for path, entry in entries.items():
+        layers.setdefault(entry["layer"], []).append(path)
+    report = {
+        "variables": entries,
+        "layers": layers,
+        "kernels": _total(
+            [entry for entry in entries.values() if entry["units"] is not None]
+        ),
+        "total": _total(list(entries.values())),
+    }
+    if print_fn is not None:
+        print_fn(_format_table(report))
+    return report

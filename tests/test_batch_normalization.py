@@ -1,0 +1,771 @@
+"""Tests for keras_reg.layers.BatchNormalization (drop-in behaviour)."""
+
+import doctest
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import keras_reg
+from keras_reg.layers import BatchNormalization
+from keras_reg.layers import batch_normalization as bn_module
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_json_round_trip,
+    assert_model_save_round_trip,
+    run_layer_test,
+)
+
+BACKEND = keras.backend.backend()
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def reference_train(
+    x, axis, gamma, beta, moving_mean, moving_variance, momentum, epsilon, mask=None
+):
+    """NumPy batch norm in training mode, in float64.
+
+    Returns the output and the updated moving mean and variance. The mask, as
+    in Keras, covers every input dimension but the last.
+    """
+    x = x.astype("float64")
+    axis = axis % x.ndim
+    reduce = tuple(i for i in range(x.ndim) if i != axis)
+    if mask is None:
+        weights = np.ones_like(x)
+    else:
+        weights = np.broadcast_to(mask[..., None], x.shape).astype("float64")
+    count = np.maximum(weights.sum(axis=reduce, keepdims=True), 1.0)
+    mean = (weights * x).sum(axis=reduce, keepdims=True) / count
+    variance = (weights * (x - mean) ** 2).sum(axis=reduce, keepdims=True) / count
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    y = (x - mean) / np.sqrt(variance + epsilon)
+    y = y * gamma.reshape(shape) + beta.reshape(shape)
+    mean, variance = mean.reshape(-1), variance.reshape(-1)
+    new_mean = moving_mean * momentum + mean * (1 - momentum)
+    new_variance = moving_variance * momentum + variance * (1 - momentum)
+    return y, new_mean, new_variance
+
+
+def random_weights(channels, rng):
+    return [
+        rng.normal(1.0, 0.3, channels).astype("float32"),
+        rng.normal(0.0, 0.5, channels).astype("float32"),
+        rng.normal(0.0, 1.0, channels).astype("float32"),
+        rng.uniform(0.5, 2.0, channels).astype("float32"),
+    ]
+
+
+SHAPES_AND_AXES = [
+    ((6, 3), -1),
+    ((6, 3), 1),
+    ((4, 5, 3), -1),
+    ((4, 5, 3), 1),
+    ((3, 4, 5, 2), -1),
+    ((3, 4, 5, 2), 1),
+    ((3, 4, 5, 2), -3),
+    ((2, 3, 4, 2, 3), -1),
+    ((2, 3, 4, 2, 3), 2),
+]
+
+
+# Standard layer battery ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "input_shape, axis",
+    [((4, 3), -1), ((4, 5, 3), 1), ((2, 4, 4, 3), -1), ((2, 3, 4, 4, 2), 1)],
+)
+def test_layer_battery_over_ranks_2_to_5(input_shape, axis, tmp_path):
+    run_layer_test(
+        BatchNormalization,
+        {"axis": axis, "momentum": 0.9},
+        input_shape,
+        tmp_path,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=2,
+    )
+
+
+def test_layer_battery_with_renorm_and_regularizers(tmp_path):
+    run_layer_test(
+        BatchNormalization,
+        {
+            "renorm": True,
+            "renorm_clipping": {"rmax": 2.0, "rmin": 0.5, "dmax": 1.0},
+            "gamma_regularizer": "l2",
+            "beta_constraint": "non_neg",
+        },
+        (4, 3),
+        tmp_path,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=5,
+    )
+
+
+def test_layer_battery_without_center_and_scale(tmp_path):
+    run_layer_test(
+        BatchNormalization,
+        {"center": False, "scale": False},
+        (4, 2, 3),
+        tmp_path,
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=2,
+    )
+
+
+def test_docstring_example_runs():
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    (test,) = finder.find(BatchNormalization, globs={})
+    assert test.examples
+    runner.run(test)
+    assert runner.failures == 0
+
+
+# Drop-in compatibility with Keras ---------------------------------------------
+
+
+def test_config_has_exactly_keras_keys_and_values():
+    ours = BatchNormalization(momentum=0.9, epsilon=1e-4, renorm=True).get_config()
+    theirs = keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-4, renorm=True
+    ).get_config()
+    ours.pop("name"), theirs.pop("name")
+    assert ours == theirs
+
+
+def test_default_config_loads_into_keras_and_back():
+    config = BatchNormalization(axis=1, momentum=0.5).get_config()
+    keras_layer = keras.layers.BatchNormalization.from_config(config)
+    assert BatchNormalization.from_config(keras_layer.get_config()).get_config() == (
+        config
+    )
+
+
+def test_config_is_json_and_attributes_are_python_values():
+    layer = BatchNormalization(
+        momentum=np.float32(0.5), renorm=True, renorm_clipping={"rmax": 3}
+    )
+    assert type(layer.momentum) is float and type(layer.epsilon) is float
+    assert layer.renorm_clipping == {"rmax": 3.0}
+    assert type(layer.renorm_clipping["rmax"]) is float
+    json.dumps(layer.get_config())
+    assert_config_round_trip(layer)
+    assert_json_round_trip(layer)
+
+
+def test_weights_have_keras_names_and_order():
+    for kwargs in ({}, {"renorm": True}, {"center": False}):
+        ours = BatchNormalization(**kwargs)
+        theirs = keras.layers.BatchNormalization(**kwargs)
+        ours.build((2, 3))
+        theirs.build((2, 3))
+        assert [w.path.split("/")[-1] for w in ours.weights] == [
+            w.path.split("/")[-1] for w in theirs.weights
+        ]
+        assert [w.trainable for w in ours.weights] == [
+            w.trainable for w in theirs.weights
+        ]
+        for a, b in zip(ours.weights, theirs.weights, strict=True):
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+@pytest.mark.parametrize(
+    "input_shape, axis, use_mask",
+    [
+        ((6, 3), -1, False),
+        ((4, 5, 3), 1, True),
+        ((3, 4, 5, 2), -1, True),
+        ((3, 4, 5, 2), -3, False),
+        ((2, 3, 4, 2, 3), 2, True),
+    ],
+)
+def test_matches_keras_with_identical_weights(input_shape, axis, use_mask):
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, input_shape).astype("float32")
+    mask = rng.random(input_shape[:-1]) < 0.7 if use_mask else None
+    if use_mask:
+        mask.flat[0] = True
+    ours = BatchNormalization(axis=axis, momentum=0.8)
+    theirs = keras.layers.BatchNormalization(axis=axis, momentum=0.8)
+    ours.build(input_shape)
+    theirs.build(input_shape)
+    weights = random_weights(input_shape[axis], rng)
+    theirs.set_weights(weights)
+    ours.set_weights(theirs.get_weights())
+    for training in (True, False, True):
+        expected = theirs(x, training=training, mask=mask)
+        actual = ours(x, training=training, mask=mask)
+        np.testing.assert_allclose(to_numpy(actual), to_numpy(expected), atol=2e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("clipping", [None, {"rmax": 1.2, "rmin": 0.9, "dmax": 0.1}])
+def test_renorm_matches_keras_with_identical_weights(clipping):
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 2.0, (8, 4, 3)).astype("float32")
+    kwargs = {
+        "renorm": True,
+        "renorm_clipping": clipping,
+        "momentum": 0.7,
+        "renorm_momentum": 0.6,
+    }
+    ours = BatchNormalization(**kwargs)
+    theirs = keras.layers.BatchNormalization(**kwargs)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    weights = random_weights(3, rng) + [
+        rng.uniform(0.5, 2.0, 3).astype("float32"),
+        rng.normal(0.0, 1.0, 3).astype("float32"),
+        rng.uniform(0.5, 2.0, 3).astype("float32"),
+    ]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    for training in (True, True, False):
+        np.testing.assert_allclose(
+            to_numpy(ours(x, training=training)),
+            to_numpy(theirs(x, training=training)),
+            atol=2e-5,
+        )
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_trained_weights_give_identical_predictions():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+
+    def model(bn_class):
+        return keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(3),
+                bn_class(),
+                keras.layers.Dense(1),
+            ]
+        )
+
+    theirs = model(keras.layers.BatchNormalization)
+    theirs.compile("sgd", "mse")
+    theirs.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    ours = model(BatchNormalization)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), theirs.predict(x, verbose=0), atol=1e-5
+    )
+
+
+# NumPy reference -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("input_shape, axis", SHAPES_AND_AXES)
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_training_output_and_moving_statistics_match_numpy(input_shape, axis, use_mask):
+    rng = np.random.default_rng(3)
+    x = rng.normal(-1.0, 2.0, input_shape).astype("float32")
+    mask = None
+    if use_mask:
+        mask = rng.random(input_shape[:-1]) < 0.6
+        mask.flat[0] = True
+    layer = BatchNormalization(axis=axis, momentum=0.75, epsilon=1e-2)
+    layer.build(input_shape)
+    weights = random_weights(input_shape[axis], rng)
+    layer.set_weights(weights)
+    y = layer(x, training=True, mask=mask)
+    expected, mean, variance = reference_train(
+        x, axis, *weights, momentum=0.75, epsilon=1e-2, mask=mask
+    )
+    np.testing.assert_allclose(to_numpy(y), expected, atol=2e-5)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), mean, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), variance, atol=1e-5)
+
+
+@pytest.mark.parametrize("input_shape, axis", SHAPES_AND_AXES[::2])
+def test_inference_uses_moving_statistics(input_shape, axis):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=input_shape).astype("float32")
+    layer = BatchNormalization(axis=axis)
+    layer.build(input_shape)
+    gamma, beta, mean, variance = random_weights(input_shape[axis], rng)
+    layer.set_weights([gamma, beta, mean, variance])
+    shape = [1] * len(input_shape)
+    shape[axis] = -1
+    expected = (x - mean.reshape(shape)) / np.sqrt(
+        variance.reshape(shape) + 1e-3
+    ) * gamma.reshape(shape) + beta.reshape(shape)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x, training=False)), expected, atol=1e-5)
+    np.testing.assert_array_equal(to_numpy(layer.moving_mean), mean)
+
+
+def test_fully_masked_channel_gives_zero_statistics():
+    x = np.full((2, 3, 2), 5.0, "float32")
+    mask = np.zeros((2, 3), bool)
+    layer = BatchNormalization(momentum=0.5)
+    layer(x, training=True, mask=mask)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), [0.0, 0.0])
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), [0.5, 0.5])
+
+
+def test_masked_values_do_not_influence_statistics():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 6, 3)).astype("float32")
+    mask = np.ones((4, 6), bool)
+    mask[:, 4:] = False
+    outputs = []
+    for fill in (0.0, 1e4):
+        x_filled = x.copy()
+        x_filled[:, 4:] = fill
+        layer = BatchNormalization()
+        y = to_numpy(layer(x_filled, training=True, mask=mask))
+        outputs.append(y[:, :4])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
+
+
+def test_mask_is_consumed_from_keras_masking_layer():
+    x = np.ones((2, 4, 3), "float32")
+    x[:, 2:] = 0.0
+    x[0, 0] = 3.0
+    inputs = keras.Input((4, 3))
+    masked = keras.layers.Masking(0.0)(inputs)
+    outputs = BatchNormalization(momentum=0.0)(masked)
+    model = keras.Model(inputs, outputs)
+    model(x, training=True)
+    layer = model.layers[-1]
+    # Kept rows: [3,3,3], then three rows of ones -> mean 1.5, var 0.75.
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), [1.5] * 3, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), [0.75] * 3, atol=1e-6)
+
+
+def reference_renorm(x, weights, momentum, renorm_momentum, epsilon, clipping):
+    """NumPy batch renormalization step (Ioffe, 2017) on a rank-2 input."""
+    gamma, beta, moving_mean, _, moving_stddev, renorm_mean, renorm_stddev = (
+        w.astype("float64") for w in weights
+    )
+    x = x.astype("float64")
+    mean, variance = x.mean(axis=0), x.var(axis=0)
+    stddev = np.sqrt(variance + epsilon)
+    floor = np.maximum(renorm_stddev, np.sqrt(epsilon))
+    r = np.clip(
+        stddev / floor, clipping.get("rmin", -np.inf), clipping.get("rmax", np.inf)
+    )
+    d = np.clip(
+        (mean - renorm_mean) / floor,
+        -clipping.get("dmax", np.inf),
+        clipping.get("dmax", np.inf),
+    )
+    y = ((x - mean) / stddev * r + d) * gamma + beta
+    new_stddev = moving_stddev * momentum + stddev * (1 - momentum)
+    return y, {
+        "moving_mean": moving_mean * momentum + mean * (1 - momentum),
+        "moving_variance": np.maximum(new_stddev**2 - epsilon, 0.0),
+        "moving_stddev": new_stddev,
+        "renorm_mean": renorm_mean * renorm_momentum + mean * (1 - renorm_momentum),
+        "renorm_stddev": renorm_stddev * renorm_momentum
+        + stddev * (1 - renorm_momentum),
+    }
+
+
+@pytest.mark.parametrize(
+    "clipping", [{}, {"rmax": 1.5, "rmin": 0.8}, {"dmax": 0.2}, {"rmax": 1.0}]
+)
+def test_renorm_step_matches_numpy(clipping):
+    rng = np.random.default_rng(6)
+    x = rng.normal(2.0, 3.0, (16, 3)).astype("float32")
+    layer = BatchNormalization(
+        renorm=True, renorm_clipping=clipping, momentum=0.9, renorm_momentum=0.8
+    )
+    layer.build(x.shape)
+    weights = random_weights(3, rng) + [
+        rng.uniform(0.5, 2.0, 3).astype("float32"),
+        rng.normal(0.0, 1.0, 3).astype("float32"),
+        rng.uniform(0.5, 2.0, 3).astype("float32"),
+    ]
+    layer.set_weights(weights)
+    y = layer(x, training=True)
+    expected, state = reference_renorm(x, weights, 0.9, 0.8, 1e-3, clipping)
+    np.testing.assert_allclose(to_numpy(y), expected, atol=3e-5)
+    for name, value in state.items():
+        np.testing.assert_allclose(
+            to_numpy(getattr(layer, name)), value, atol=1e-5, err_msg=name
+        )
+
+
+def test_renorm_corrections_are_constants_for_gradients():
+    # With r and d held constant the gradient of sum(y * g) with respect to
+    # beta is sum(g) whatever the correction, as in the paper.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(8, 2)).astype("float32")
+    layer = BatchNormalization(renorm=True, momentum=0.0)
+    layer.build(x.shape)
+    g = rng.normal(size=x.shape).astype("float32")
+    grads = _gradients(layer, x, g)
+    np.testing.assert_allclose(grads["beta"], g.sum(axis=0), rtol=1e-5)
+
+
+def _gradients(layer, x, upstream):
+    """Gradients of sum(layer(x, training=True) * upstream) by weight name."""
+    trainable = layer.trainable_variables
+    non_trainable = layer.non_trainable_variables
+    upstream = keras.ops.convert_to_tensor(upstream)
+
+    def loss_fn(trainable_values, x):
+        y, _ = layer.stateless_call(
+            trainable_values, non_trainable_values, x, training=True
+        )
+        return keras.ops.sum(y * upstream)
+
+    non_trainable_values = [v.value for v in non_trainable]
+    values = [v.value for v in trainable]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x_tensor = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            tape.watch(x_tensor)
+            loss = loss_fn(values, x_tensor)
+        grads = tape.gradient(loss, values + [x_tensor])
+    elif BACKEND == "jax":
+        import jax
+
+        grads = jax.grad(loss_fn, argnums=(0, 1))(values, x)
+        grads = list(grads[0]) + [grads[1]]
+    else:
+        import torch
+
+        values = [v.detach().clone().requires_grad_(True) for v in values]
+        x_tensor = torch.tensor(x, requires_grad=True)
+        loss = loss_fn(values, x_tensor)
+        grads = torch.autograd.grad(loss, values + [x_tensor])
+    names = [v.path.split("/")[-1] for v in trainable] + ["inputs"]
+    return dict(zip(names, [to_numpy(g) for g in grads], strict=True))
+
+
+# Properties --------------------------------------------------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    data=st.data(),
+    rank=st.integers(2, 4),
+    momentum=st.floats(0.0, 1.0),
+    epsilon=st.floats(1e-4, 1.0),
+)
+def test_property_matches_numpy_for_random_shapes_and_axes(
+    data, rank, momentum, epsilon
+):
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank)))
+    axis = data.draw(st.integers(-rank, rank - 1))
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(1.0, 2.0, shape).astype("float32")
+    layer = BatchNormalization(axis=axis, momentum=momentum, epsilon=epsilon)
+    layer.build(shape)
+    weights = random_weights(shape[axis], rng)
+    layer.set_weights(weights)
+    y = layer(x, training=True)
+    expected, mean, variance = reference_train(
+        x, axis, *weights, momentum=momentum, epsilon=epsilon
+    )
+    np.testing.assert_allclose(to_numpy(y), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), mean, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), variance, atol=1e-4, rtol=1e-5
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(2, 16), channels=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_property_training_output_is_standardized(rows, channels, seed):
+    # With gamma=1, beta=0 each channel's output has mean 0 and variance
+    # var / (var + epsilon); epsilon is tiny here, so variance ~ 1 unless a
+    # channel is constant (all values equal), where the output is all zero.
+    x = np.random.default_rng(seed).normal(size=(rows, channels)) * 10
+    x = x.astype("float32")
+    y = to_numpy(BatchNormalization(epsilon=1e-6)(x, training=True))
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-4)
+    expected = x.var(axis=0) / (x.var(axis=0) + 1e-6)
+    np.testing.assert_allclose(y.var(axis=0), expected, rtol=1e-3, atol=1e-4)
+
+
+# trainable=False, shapes, mixed precision ---------------------------------------
+
+
+def test_non_trainable_layer_runs_in_inference_mode_and_keeps_state():
+    rng = np.random.default_rng(8)
+    x = rng.normal(3.0, 2.0, (8, 3)).astype("float32")
+    layer = BatchNormalization()
+    layer.build(x.shape)
+    layer.trainable = False
+    before = [w.copy() for w in layer.get_weights()]
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=True)), to_numpy(layer(x, training=False))
+    )
+    for a, b in zip(before, layer.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_non_trainable_layer_is_frozen_inside_fit():
+    rng = np.random.default_rng(9)
+    x = rng.normal(3.0, 2.0, (16, 3)).astype("float32")
+    layer = BatchNormalization()
+    model = keras.Sequential([keras.Input((3,)), layer, keras.layers.Dense(1)])
+    layer.trainable = False
+    model.compile("sgd", "mse")
+    model.fit(x, x[:, :1], epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(to_numpy(layer.moving_mean), np.zeros(3))
+    np.testing.assert_array_equal(to_numpy(layer.moving_variance), np.ones(3))
+
+
+def test_fit_updates_moving_statistics_like_keras():
+    rng = np.random.default_rng(10)
+    x = rng.normal(3.0, 2.0, (16, 3)).astype("float32")
+    states = []
+    for bn_class in (keras.layers.BatchNormalization, BatchNormalization):
+        keras.utils.set_random_seed(0)
+        layer = bn_class(momentum=0.5)
+        model = keras.Sequential([keras.Input((3,)), layer, keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        model.fit(x, x[:, :1], epochs=2, batch_size=8, shuffle=False, verbose=0)
+        states.append(model.get_weights())
+    for a, b in zip(*states, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(None, 3), (2, 4, 5), (None, 8, 8, 16)])
+def test_compute_output_shape_is_input_shape(shape):
+    assert BatchNormalization().compute_output_shape(shape) == shape
+
+
+def test_input_rank_that_lacks_axis_raises_naming_the_shape(plain_call_errors):
+    layer = BatchNormalization(axis=3)
+    message = (
+        "Input of rank 2 has no axis 3 to normalize. Expected an input of rank "
+        ">= 4. Received: input_shape=(4, 5)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        layer.build((4, 5))
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        layer.compute_output_shape((4, 5))
+    message = (
+        "Input of rank 2 has no axis -3 to normalize. Expected an input of rank "
+        ">= 3. Received: input_shape=(4, 5)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization(axis=-3)(np.zeros((4, 5), "float32"))
+
+
+def test_unknown_channel_size_raises_naming_the_shape():
+    message = (
+        "The normalized axis -1 must have a known size. "
+        "Received: input_shape=(None, None)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization().build((None, None))
+
+
+@pytest.fixture
+def plain_call_errors():
+    """Keras otherwise wraps errors raised in `call` with argument details."""
+    keras.config.disable_traceback_filtering()
+    yield
+    keras.config.enable_traceback_filtering()
+
+
+def test_mask_of_wrong_rank_raises(plain_call_errors):
+    message = (
+        "The mask must have one dimension less than the inputs. "
+        "Received: mask.shape=(2, 3, 4), inputs.shape=(2, 3, 4)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization()(
+            np.ones((2, 3, 4), "float32"),
+            training=True,
+            mask=np.ones((2, 3, 4), bool),
+        )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_inputs_use_float32_statistics(dtype):
+    # 6e4 is near float16's largest value (65504); its square overflows
+    # float16, so finite statistics show that the reduction runs in float32.
+    # Under a mixed policy the moving statistics are float32 variables; under
+    # a pure float16 policy they are float16, as in Keras.
+    x = np.zeros((8, 2), "float32")
+    x[:4] = 6e4
+    layer = BatchNormalization(momentum=0.0, dtype=f"mixed_{dtype}")
+    y = layer(keras.ops.cast(x, dtype), training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == dtype
+    assert keras.backend.standardize_dtype(layer.moving_mean.dtype) == "float32"
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), [3e4, 3e4], rtol=1e-2)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), [9e8, 9e8], rtol=1e-2)
+    y = to_numpy(keras.ops.cast(y, "float32"))
+    np.testing.assert_allclose(y[:4], 1.0, atol=1e-2)
+    np.testing.assert_allclose(y[4:], -1.0, atol=1e-2)
+
+
+def test_mixed_float16_policy_matches_keras():
+    rng = np.random.default_rng(11)
+    x = rng.normal(5.0, 3.0, (8, 4, 3)).astype("float32")
+    outputs = []
+    for bn_class in (keras.layers.BatchNormalization, BatchNormalization):
+        layer = bn_class(dtype="mixed_float16", momentum=0.5)
+        y = layer(x, training=True)
+        assert keras.backend.standardize_dtype(y.dtype) == "float16"
+        assert keras.backend.standardize_dtype(layer.gamma.dtype) == "float32"
+        outputs.append((to_numpy(y), layer.get_weights()))
+    np.testing.assert_allclose(outputs[0][0], outputs[1][0], atol=2e-3)
+    for a, b in zip(outputs[0][1], outputs[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="JAX disables float64 by default")
+def test_float64_layer_keeps_float64():
+    x = np.random.default_rng(12).normal(size=(5, 2))
+    layer = BatchNormalization(dtype="float64", momentum=0.0)
+    y = layer(keras.ops.convert_to_tensor(x, "float64"), training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float64"
+    # Statistics computed in float32 would be off by ~1e-8 relative or more.
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), x.var(axis=0), rtol=1e-12
+    )
+
+
+def test_model_with_layer_saves_and_reloads(tmp_path):
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(8, 4, 3)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((4, 3)), BatchNormalization(axis=1, renorm=True)]
+    )
+    model(x, training=True)
+    restored = assert_model_save_round_trip(model, x, tmp_path)
+    assert isinstance(restored.layers[0], BatchNormalization)
+
+
+# Bad input ---------------------------------------------------------------------
+
+
+def _message(name, expected, value):
+    return (
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+CLIPPING_KEYS = 'None or a dict with keys among "rmax", "rmin", "dmax"'
+
+BAD_ARGUMENTS = [
+    ("axis", 1.0, "an int"),
+    ("axis", "1", "an int"),
+    ("axis", True, "an int"),
+    ("axis", (1, 2), "an int"),
+    ("momentum", 1.5, "a float in [0, 1]"),
+    ("momentum", -0.1, "a float in [0, 1]"),
+    ("momentum", float("nan"), "a float in [0, 1]"),
+    ("momentum", True, "a float in [0, 1]"),
+    ("momentum", "0.9", "a float in [0, 1]"),
+    ("epsilon", 0.0, "a float > 0"),
+    ("epsilon", -1e-3, "a float > 0"),
+    ("epsilon", float("nan"), "a float > 0"),
+    ("epsilon", float("inf"), "a float > 0"),
+    ("center", 1, "a bool"),
+    ("scale", "yes", "a bool"),
+    ("renorm", None, "a bool"),
+    ("synchronized", 0, "a bool"),
+    ("renorm_momentum", 2.0, "a float in [0, 1]"),
+    ("renorm_clipping", {"rmax": 2.0, "r_max": 3.0}, CLIPPING_KEYS),
+    ("renorm_clipping", [("rmax", 2.0)], CLIPPING_KEYS),
+    ("renorm_clipping", {"rmax": 0.5, "rmin": 1.0}, "rmax >= rmin"),
+    ("renorm_clipping", {"dmax": -1.0}, "dmax >= 0"),
+    ("renorm_clipping", {"dmax": float("nan")}, "a dict of finite float bounds"),
+    ("renorm_clipping", {"rmax": float("inf")}, "a dict of finite float bounds"),
+    ("renorm_clipping", {"rmax": True}, "a dict of finite float bounds"),
+    ("renorm_clipping", {"rmax": "3"}, "a dict of finite float bounds"),
+    ("virtual_batch_size", 0, "an int >= 1"),
+    ("virtual_batch_size", 2.0, "an int >= 1"),
+    ("virtual_batch_size", True, "an int >= 1"),
+]
+
+
+@pytest.mark.parametrize("name, value, expected", BAD_ARGUMENTS)
+def test_bad_argument_raises_with_whole_message(name, value, expected):
+    kwargs = {name: value}
+    if name == "renorm_clipping":
+        kwargs["renorm"] = True
+    message = _message(name, expected, value)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization(**kwargs)
+
+
+def test_bad_argument_in_config_raises_from_config():
+    config = BatchNormalization().get_config()
+    config["momentum"] = 7.0
+    message = _message("momentum", "a float in [0, 1]", 7.0)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization.from_config(config)
+
+
+def test_edited_keras_file_with_bad_argument_fails_to_load(tmp_path):
+    import zipfile
+
+    model = keras.Sequential([keras.Input((3,)), BatchNormalization()])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(edited, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                layer_config = config["config"]["layers"][-1]["config"]
+                layer_config["epsilon"] = -1.0
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    message = _message("epsilon", "a float > 0", -1.0)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        keras.saving.load_model(edited, safe_mode=True)
+
+
+@pytest.mark.skipif(BACKEND in ("tensorflow", "jax"), reason="accepted there")
+def test_synchronized_raises_on_backends_without_distributed_statistics():
+    expected = (
+        f"False on the {BACKEND} backend (synchronized statistics need the "
+        "TensorFlow or JAX backend)"
+    )
+    message = _message("synchronized", expected, True)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization(synchronized=True)
+
+
+@pytest.mark.skipif(BACKEND not in ("tensorflow", "jax"), reason="raises there")
+def test_synchronized_on_one_device_equals_unsynchronized():
+    rng = np.random.default_rng(14)
+    x = rng.normal(2.0, 3.0, (8, 3)).astype("float32")
+    results = []
+    for synchronized in (False, True):
+        layer = BatchNormalization(synchronized=synchronized, momentum=0.5)
+        results.append((to_numpy(layer(x, training=True)), layer.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_registered_under_package_name():
+    assert (
+        keras.saving.get_registered_name(BatchNormalization)
+        == "keras_reg>BatchNormalization"
+    )
+    assert keras_reg.BatchNormalization is BatchNormalization
+    assert bn_module.BatchNormalization is BatchNormalization

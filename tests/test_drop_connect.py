@@ -1,0 +1,209 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reg.layers import DropConnect
+from tests.helpers import assert_model_save_round_trip, run_layer_test
+from tests.test_dropout import reference_keep
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _dense_drop_connect(**kwargs):
+    return DropConnect(keras.layers.Dense(4), **kwargs)
+
+
+def _conv_drop_connect(**kwargs):
+    return DropConnect(keras.layers.Conv2D(3, 2, padding="same"), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "factory, input_shape, output_shape",
+    [
+        (_dense_drop_connect, (2, 5), (2, 4)),
+        (_conv_drop_connect, (2, 4, 4, 2), (2, 4, 4, 3)),
+    ],
+    ids=["Dense", "Conv2D"],
+)
+def test_layer_battery(factory, input_shape, output_shape, tmp_path):
+    layer = run_layer_test(
+        factory,
+        {"rate": 0.3, "seed": 2},
+        input_shape,
+        tmp_path,
+        expected_output_shape=output_shape,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
+    )
+    assert isinstance(layer, DropConnect)
+
+
+def test_mask_is_on_the_kernel_and_shared_by_the_batch():
+    rate = 0.5
+    layer = DropConnect(keras.layers.Dense(6, use_bias=False), rate, seed=3)
+    # Stacked identity blocks: each output row is one row of the kernel.
+    x = np.concatenate([np.eye(5, dtype="float32")] * 2)
+    y = _numpy(layer(x, training=True))
+    kernel = _numpy(layer.layer.kernel)
+    keep = reference_keep(kernel.shape, rate, 3, 0)
+    expected = np.where(keep, kernel * np.float32(1 / (1 - rate)), 0)
+    np.testing.assert_allclose(y[:5], expected, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(y[:5], y[5:])
+
+
+def test_fresh_mask_each_call_and_stored_kernel_unchanged():
+    layer = DropConnect(keras.layers.Dense(8), 0.5, seed=4)
+    x = np.ones((2, 8), dtype="float32")
+    layer.build(x.shape)
+    before = _numpy(layer.layer.kernel).copy()
+    first = _numpy(layer(x, training=True))
+    second = _numpy(layer(x, training=True))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(_numpy(layer.layer.kernel), before)
+
+
+def test_identity_wrapper_at_inference():
+    dense = keras.layers.Dense(3)
+    layer = DropConnect(dense, 0.9, seed=1)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    np.testing.assert_array_equal(_numpy(layer(x)), _numpy(dense(x)))
+
+
+def test_gradient_reaches_the_stored_kernel_through_the_mask():
+    rate, units, lr = 0.25, 3, 0.5
+    layer = DropConnect(keras.layers.Dense(units, use_bias=False), rate, seed=5)
+    model = keras.Sequential([keras.Input((4,)), layer])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mean_absolute_error")
+    before = _numpy(layer.layer.kernel).copy()
+    x = np.ones((2, 4), dtype="float32")
+    model.fit(x, np.full((2, units), -1e3), batch_size=2, epochs=1, verbose=0)
+    # MAE with targets far below the outputs: dL/dy = 1 / (batch * units),
+    # so dL/dK = sum_b x_b * mask / (1 - rate) / (batch * units).
+    keep = reference_keep(before.shape, rate, 5, 0)
+    expected = before - lr * keep / (1 - rate) / units
+    np.testing.assert_allclose(_numpy(layer.layer.kernel), expected, rtol=1e-5)
+
+
+def test_wrapped_regularizer_applies_to_the_stored_kernel():
+    dense = keras.layers.Dense(3, kernel_regularizer=keras.regularizers.L2(0.1))
+    model = keras.Sequential([keras.Input((4,)), DropConnect(dense, 0.5, seed=1)])
+    model(np.ones((2, 4)), training=True)
+    kernel = _numpy(dense.kernel)
+    assert len(model.losses) == 1
+    np.testing.assert_allclose(
+        float(_numpy(model.losses[0])), 0.1 * np.sum(kernel**2), rtol=1e-5
+    )
+
+
+def test_wrapped_activity_regularizer_counts_once():
+    dense = keras.layers.Dense(
+        3, use_bias=False, activity_regularizer=keras.regularizers.L1(1.0)
+    )
+    layer = DropConnect(dense, 0.5, seed=2)
+    x = np.ones((2, 4), dtype="float32")
+    y = _numpy(layer(x, training=True))
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(
+        float(_numpy(layer.losses[0])), np.sum(np.abs(y)), rtol=1e-5
+    )
+
+
+def test_wrapped_constraint_still_applies():
+    dense = keras.layers.Dense(4, kernel_constraint=keras.constraints.MaxNorm(0.1))
+    model = keras.Sequential([keras.Input((6,)), DropConnect(dense, 0.5, seed=1)])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    rng = np.random.default_rng(1)
+    model.fit(rng.normal(size=(8, 6)), rng.normal(size=(8, 4)) * 10, verbose=0)
+    norms = np.linalg.norm(_numpy(dense.kernel), axis=0)
+    assert np.all(norms <= 0.1 + 1e-6)
+
+
+def test_serializes_with_the_wrapped_layer():
+    dense = keras.layers.Dense(
+        5, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01)
+    )
+    layer = DropConnect(dense, 0.2, seed=8, name="dc")
+    text = json.dumps(keras.saving.serialize_keras_object(layer))
+    restored = keras.saving.deserialize_keras_object(json.loads(text))
+    assert type(restored) is DropConnect
+    assert type(restored.layer) is keras.layers.Dense
+    assert restored.layer.get_config() == dense.get_config()
+    assert (restored.rate, restored.seed, restored.name) == (0.2, 8, "dc")
+
+
+def test_save_load_keeps_weights_and_seed_state(tmp_path):
+    layer = DropConnect(keras.layers.Dense(6), 0.5, seed=6)
+    model = keras.Sequential([keras.Input((5,)), layer])
+    x = np.random.default_rng(2).normal(size=(3, 5)).astype("float32")
+    model(x, training=True)
+    restored = assert_model_save_round_trip(model, x, tmp_path)
+    np.testing.assert_array_equal(
+        _numpy(restored.layers[0].layer.kernel), _numpy(layer.layer.kernel)
+    )
+    np.testing.assert_array_equal(
+        _numpy(model(x, training=True)), _numpy(restored(x, training=True))
+    )
+
+
+def test_rate_one_leaves_only_the_bias():
+    dense = keras.layers.Dense(3, bias_initializer="ones")
+    y = _numpy(DropConnect(dense, 1.0)(np.ones((2, 4)), training=True))
+    np.testing.assert_array_equal(y, np.ones((2, 3)))
+
+
+def _message(name, expected, value):
+    return (
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+_LAYER_EXPECTED = "a Keras layer with a `kernel` weight, such as Dense or Conv2D"
+
+
+@pytest.mark.parametrize("layer", ["dense", None, keras.layers.Dense])
+def test_non_layer_raises(layer):
+    with pytest.raises(ValueError) as info:
+        DropConnect(layer, 0.5)
+    assert str(info.value) == _message("layer", _LAYER_EXPECTED, layer)
+
+
+def test_layer_without_kernel_raises_at_build():
+    norm = keras.layers.LayerNormalization()
+    layer = DropConnect(norm, 0.5)
+    with pytest.raises(ValueError) as info:
+        layer.build((2, 3))
+    assert str(info.value) == _message("layer", _LAYER_EXPECTED, norm)
+
+
+def test_built_layer_without_kernel_raises_at_construction():
+    relu = keras.layers.ReLU()  # stateless layers are built at construction
+    with pytest.raises(ValueError) as info:
+        DropConnect(relu, 0.5)
+    assert str(info.value) == _message("layer", _LAYER_EXPECTED, relu)
+
+
+@pytest.mark.parametrize("rate", [-1.0, 1.5, float("nan"), True, None])
+def test_bad_rate_raises(rate):
+    with pytest.raises(ValueError) as info:
+        DropConnect(keras.layers.Dense(2), rate)
+    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+
+
+@pytest.mark.parametrize("seed", [-2, 3.0, "3"])
+def test_bad_seed_raises(seed):
+    with pytest.raises(ValueError) as info:
+        DropConnect(keras.layers.Dense(2), 0.5, seed=seed)
+    assert str(info.value) == _message("seed", "an int >= 0", seed)
+
+
+def test_from_config_validates_too():
+    config = DropConnect(keras.layers.Dense(2), 0.5).get_config()
+    config["rate"] = -0.5
+    with pytest.raises(ValueError) as info:
+        DropConnect.from_config(config)
+    assert str(info.value) == _message("rate", "a float in [0, 1]", -0.5)

@@ -1,0 +1,338 @@
+import math
+import re
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keras_reg.layers import Dropout, _masks
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_model_save_round_trip,
+    run_layer_test,
+)
+
+
+def _fmix32(h):
+    h = np.asarray(h, dtype=np.uint32)
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def reference_keep(shape, rate, seed, counter):
+    """NumPy re-implementation of the documented mask algorithm."""
+    with np.errstate(over="ignore"):
+        k1 = _fmix32(np.uint32(seed) ^ np.uint32(0x5BD1E995))
+        k2 = _fmix32(np.uint32(counter) ^ np.uint32(0x27D4EB2F))
+        n = int(np.prod(shape))
+        words = np.arange(1, (n + 1) // 2 + 1, dtype=np.uint64)
+        words = (words * 0x9E3779B9 % 2**32).astype(np.uint32)
+        h = _fmix32(_fmix32(words ^ k1) ^ k2)
+    draws = np.stack([h & 0xFFFF, h >> 16], axis=-1).reshape(-1)[:n]
+    return (draws >= round(rate * 65536)).reshape(shape)
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _ones(shape):
+    return np.ones(shape, dtype="float32")
+
+
+@pytest.mark.parametrize(
+    "init_kwargs, input_shape",
+    [
+        ({"rate": 0.3}, (2, 3)),
+        ({"rate": 0.5, "noise_shape": (None, 1, None), "seed": 7}, (2, 4, 3)),
+        ({"rate": 0.0}, (3, 2)),
+        ({"rate": 1.0, "seed": 1}, (2, 2, 2, 2)),
+    ],
+)
+def test_layer_battery(init_kwargs, input_shape, tmp_path):
+    run_layer_test(
+        Dropout,
+        init_kwargs,
+        input_shape,
+        tmp_path,
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_config_keys_and_attributes_match_keras_dropout():
+    ours = Dropout(0.25, noise_shape=[None, 1], seed=3, name="d")
+    theirs = keras.layers.Dropout(0.25, noise_shape=[None, 1], seed=3, name="d")
+    assert set(ours.get_config()) == set(theirs.get_config())
+    for attribute in ("rate", "noise_shape", "seed", "supports_masking"):
+        assert getattr(ours, attribute) == getattr(theirs, attribute)
+    assert isinstance(ours.rate, float)
+    assert ours.noise_shape == (None, 1)
+    assert len(ours.variables) == 1  # the seed generator state
+
+
+def test_swapping_keras_dropout_changes_no_prediction():
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+
+    def model(dropout_cls):
+        keras.utils.set_random_seed(5)
+        return keras.Sequential(
+            [keras.Input((5,)), dropout_cls(0.4), keras.layers.Dense(3)]
+        )
+
+    np.testing.assert_array_equal(
+        model(Dropout).predict(x, verbose=0),
+        model(keras.layers.Dropout).predict(x, verbose=0),
+    )
+
+
+def test_identity_at_inference():
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    layer = Dropout(0.7, seed=1)
+    np.testing.assert_array_equal(_numpy(layer(x)), x)
+    np.testing.assert_array_equal(_numpy(layer(x, training=False)), x)
+
+
+def test_mask_matches_numpy_reference_of_documented_algorithm():
+    shape = (3, 5, 7)
+    layer = Dropout(0.3, seed=11)
+    first = _numpy(layer(_ones(shape), training=True))
+    second = _numpy(layer(_ones(shape), training=True))
+    np.testing.assert_array_equal(first != 0, reference_keep(shape, 0.3, 11, 0))
+    np.testing.assert_array_equal(second != 0, reference_keep(shape, 0.3, 11, 1))
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (2, 3, 5), (64, 33)])
+def test_fast_path_and_portable_path_give_the_same_mask(shape):
+    state = keras.ops.convert_to_tensor(np.array([123456789, 42], dtype="int32"))
+    keys = _masks.keys_from_state(state)
+    like = keras.ops.zeros(shape)
+    fast = _numpy(_masks.keep_mask(shape, 0.37, keys, like=like))
+    portable = _numpy(_masks.keep_mask(shape, 0.37, keys, fast=False))
+    np.testing.assert_array_equal(fast, portable)
+    np.testing.assert_array_equal(fast, reference_keep(shape, 0.37, 123456789, 42))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_zero_fraction_close_to_rate(rate):
+    n = 200 * 500
+    y = _numpy(Dropout(rate, seed=3)(_ones((200, 500)), training=True))
+    # The number of zeros is Binomial(n, p) with p the effective rate, within
+    # 2**-17 of `rate`. Its standard deviation is sqrt(p (1 - p) / n) as a
+    # fraction: 0.0016 at most for n = 1e5. Six standard deviations plus the
+    # quantization error bound a correct implementation (two-sided tail
+    # probability 2e-9).
+    bound = 6 * math.sqrt(rate * (1 - rate) / n) + 2**-17
+    assert abs(np.mean(y == 0) - rate) < bound
+
+
+def test_survivors_scaled_exactly_by_inverse_keep_probability():
+    rate = 0.3
+    x = np.random.default_rng(2).uniform(0.5, 2.0, size=(50, 40)).astype("float32")
+    y = _numpy(Dropout(rate, seed=9)(x, training=True))
+    kept = y != 0
+    assert 0 < kept.sum() < kept.size
+    np.testing.assert_array_equal(y[kept], x[kept] * np.float32(1 / (1 - rate)))
+
+
+@pytest.mark.parametrize(
+    "noise_shape, shared_axes",
+    [((None, 1, None), (1,)), ((6, 1, 8), (1,)), ((1, 5, 1), (0, 2))],
+)
+def test_noise_shape_broadcasts_mask_over_size_one_axes(noise_shape, shared_axes):
+    y = _numpy(
+        Dropout(0.5, noise_shape=noise_shape, seed=4)(_ones((6, 5, 8)), training=True)
+    )
+    for axis in shared_axes:
+        first = np.take(y, [0], axis=axis)
+        np.testing.assert_array_equal(y, np.broadcast_to(first, y.shape))
+    assert 0 < np.mean(y == 0) < 1
+    resolved = tuple(
+        d if d is not None else s for d, s in zip(noise_shape, y.shape, strict=True)
+    )
+    expected = np.broadcast_to(reference_keep(resolved, 0.5, 4, 0), y.shape)
+    np.testing.assert_array_equal(y != 0, expected)
+
+
+def test_noise_shape_of_wrong_rank_raises_naming_the_shape():
+    layer = Dropout(0.5, noise_shape=(None, 1))
+    message = (
+        "`noise_shape` must have one entry per input dimension. Received: "
+        "noise_shape=(None, 1) for an input of shape (2, 3, 4)"
+    )
+    # Layer.__call__ decorates the message with call arguments; call() does not.
+    with pytest.raises(ValueError) as info:
+        layer.call(keras.ops.ones((2, 3, 4)), training=True)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer(_ones((2, 3, 4)), training=True)
+
+
+def test_same_seed_same_masks_and_successive_calls_differ():
+    x = _ones((20, 30))
+    first, second = Dropout(0.5, seed=21), Dropout(0.5, seed=21)
+    a1, a2 = _numpy(first(x, training=True)), _numpy(first(x, training=True))
+    np.testing.assert_array_equal(a1, _numpy(second(x, training=True)))
+    np.testing.assert_array_equal(a2, _numpy(second(x, training=True)))
+    assert not np.array_equal(a1, a2)
+    assert not np.array_equal(a1, _numpy(Dropout(0.5, seed=22)(x, training=True)))
+
+
+def test_rate_one_returns_zeros_without_nan():
+    x = np.array([[1.0, np.inf, -np.inf, np.nan]], dtype="float32")
+    y = _numpy(Dropout(1.0)(x, training=True))
+    np.testing.assert_array_equal(y, np.zeros_like(x))
+
+
+def test_rate_zero_is_identity_in_training():
+    x = np.random.default_rng(3).normal(size=(4, 4)).astype("float32")
+    np.testing.assert_array_equal(_numpy(Dropout(0.0)(x, training=True)), x)
+
+
+def test_gradient_is_mask_times_inverse_keep_probability():
+    rate = 0.25
+    layer = Dropout(rate, seed=5)
+    x = _ones((6, 7))
+    expected = reference_keep((6, 7), rate, 5, 0) * np.float32(1 / (1 - rate))
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True))
+        grad = tape.gradient(loss, x)
+    elif backend == "jax":
+        import jax
+
+        state = layer.seed_generator.state.value
+
+        def loss_fn(x):
+            with keras.StatelessScope(
+                state_mapping=[(layer.seed_generator.state, state)]
+            ):
+                return keras.ops.sum(layer(x, training=True))
+
+        grad = jax.grad(loss_fn)(x)
+    else:
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        layer(x, training=True).sum().backward()
+        grad = x.grad
+    np.testing.assert_array_equal(_numpy(grad), expected)
+
+
+def test_mixed_precision_computes_in_float16():
+    layer = Dropout(0.5, seed=1, dtype="mixed_float16")
+    y = layer(np.ones((4, 4), dtype="float16"), training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    assert set(np.unique(_numpy(y)).tolist()) <= {0.0, 2.0}
+
+
+def test_mask_propagates_like_keras():
+    inputs = keras.Input((3, 2))
+    masked = keras.layers.Masking()(inputs)
+    outputs = Dropout(0.5)(masked)
+    assert outputs._keras_mask is not None
+
+
+def test_fit_advances_the_seed_state_once_per_step():
+    model = keras.Sequential(
+        [keras.Input((4,)), Dropout(0.5, seed=2), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _ones((12, 4)), _ones((12, 1))
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    state = _numpy(model.layers[0].seed_generator.state)
+    assert state.tolist() == [2, 6]
+
+
+def test_save_load_restores_seed_state_and_continues_the_masks(tmp_path):
+    model = keras.Sequential([keras.Input((40,)), Dropout(0.5, seed=8)])
+    x = _ones((10, 40))
+    model(x, training=True)
+    restored = assert_model_save_round_trip(model, x, tmp_path)
+    np.testing.assert_array_equal(
+        _numpy(model(x, training=True)), _numpy(restored(x, training=True))
+    )
+    np.testing.assert_array_equal(
+        _numpy(restored.layers[0].seed_generator.state), [8, 2]
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple),
+    rate=st.floats(0.0, 1.0, allow_nan=False),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_outputs_are_zero_or_exactly_scaled_for_any_shape_and_rate(shape, rate, seed):
+    x = np.random.default_rng(seed).uniform(1, 2, size=shape).astype("float32")
+    y = _numpy(Dropout(rate, seed=seed)(x, training=True))
+    assert y.shape == x.shape
+    if rate == 1.0:
+        np.testing.assert_array_equal(y, 0)
+        return
+    np.testing.assert_array_equal(y != 0, reference_keep(shape, rate, seed, 0))
+    kept = y != 0
+    np.testing.assert_array_equal(y[kept], x[kept] * np.float32(1 / (1 - rate)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(rate=st.floats(0.0, 1.0, allow_nan=False))
+def test_effective_rate_within_two_to_minus_sixteen_of_rate(rate):
+    effective = _masks.drop_threshold(rate) / 2**16
+    assert abs(effective - rate) <= 2**-17
+
+
+def _message(name, expected, value):
+    return (
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "rate", [-0.1, 1.5, float("nan"), float("inf"), True, "0.5", None]
+)
+def test_bad_rate_raises(rate):
+    with pytest.raises(ValueError) as info:
+        Dropout(rate)
+    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+
+
+@pytest.mark.parametrize(
+    "noise_shape", ["abc", 5, (2, 0), (2, -1), (2.0, 3), (True, 3), ("2",)]
+)
+def test_bad_noise_shape_raises(noise_shape):
+    with pytest.raises(ValueError) as info:
+        Dropout(0.5, noise_shape=noise_shape)
+    expected = "a tuple whose entries are positive ints or None"
+    assert str(info.value) == _message("noise_shape", expected, noise_shape)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "1", True])
+def test_bad_seed_raises(seed):
+    with pytest.raises(ValueError) as info:
+        Dropout(0.5, seed=seed)
+    assert str(info.value) == _message("seed", "an int >= 0", seed)
+
+
+def test_from_config_validates_too():
+    config = Dropout(0.5).get_config()
+    config["rate"] = 2.0
+    with pytest.raises(ValueError) as info:
+        Dropout.from_config(config)
+    assert str(info.value) == _message("rate", "a float in [0, 1]", 2.0)
+
+
+def test_config_round_trip_turns_lists_into_tuples():
+    clone = assert_config_round_trip(Dropout(0.5, noise_shape=[None, 1]))
+    assert clone.noise_shape == (None, 1)
