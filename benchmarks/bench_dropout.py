@@ -111,6 +111,8 @@ def _report(case, ms, baseline, target, **extra):
         "ratio": round(ms["keras_reg"] / ms[baseline], 3),
         "target_ratio": target,
         "rounds": ROUNDS,
+        # Other work on the machine skews both timings; recorded for context.
+        "load_average_1min": round(os.getloadavg()[0], 2),
         **extra,
     }
     print(json.dumps(line), flush=True)

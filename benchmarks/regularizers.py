@@ -10,6 +10,7 @@ Usage (one backend per process):
 
     KERAS_BACKEND=torch python benchmarks/regularizers.py
     KERAS_BACKEND=tensorflow python benchmarks/regularizers.py --rounds 30
+    KERAS_BACKEND=torch python benchmarks/regularizers.py --torch-threads 1
 
 Prints one JSON object per line: one per regularizer pair, then a summary.
 """
@@ -67,7 +68,17 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads; 1 steadies timings on a busy machine",
+    )
     args = parser.parse_args(argv)
+    if args.torch_threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, args.units)).astype("float32")
@@ -100,6 +111,7 @@ def main(argv=None):
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "steps_per_round": args.steps,
+            "torch_threads": args.torch_threads,
             "none_ms": round(median["none"], 3),
             "keras_ms": round(median[f"keras:{name}"], 3),
             "keras_reg_ms": round(median[f"keras_reg:{name}"], 3),

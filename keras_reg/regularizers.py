@@ -37,17 +37,10 @@ def _as_float_tensor(x):
 
 
 def _use_torch_fast_path():
+    # Eager torch pays for every pass over the weights, graph backends fuse
+    # them; see keras_reg/_regularizers_torch.py. Tests patch this to compare
+    # the fast path with the portable one.
     return keras.backend.backend() == "torch"
-
-
-def _sum_of_squares(x):
-    if _use_torch_fast_path():
-        # Eager torch runs square and sum as two passes with a temporary; a
-        # dot product is one. (Graph backends fuse square-then-sum, and a
-        # dot product is slower there: TensorFlow without XLA, 2.4x.)
-        flat = ops.reshape(x, (-1,))
-        return ops.vdot(flat, flat)
-    return ops.sum(ops.square(x))
 
 
 def _check_factor(name, value, default):
@@ -243,7 +236,11 @@ class L2(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         x = _as_float_tensor(x)
-        return ops.multiply(self.l2, _sum_of_squares(x))
+        if _use_torch_fast_path():
+            from keras_reg._regularizers_torch import l2_penalty
+
+            return l2_penalty(x, self.l2)
+        return ops.multiply(self.l2, ops.sum(ops.square(x)))
 
     def get_config(self) -> dict:
         return {"l2": self.l2}
@@ -298,19 +295,20 @@ class ElasticNet(_ProximalMixin, keras.regularizers.Regularizer):
         return ops.multiply(self.l1, ops.sum(ops.abs(x)))
 
     def _l2_penalty(self, x):
-        return ops.multiply(self.l2, _sum_of_squares(x))
+        return ops.multiply(self.l2, ops.sum(ops.square(x)))
 
     def __call__(self, x):
         x = _as_float_tensor(x)
-        if (
-            _use_torch_fast_path()
-            and not self.proximal
-            and self.l1 != 0.0
-            and self.l2 != 0.0
-        ):
-            from keras_reg._regularizers_torch import elastic_net_penalty
+        if _use_torch_fast_path() and self.l2 != 0.0:
+            from keras_reg._regularizers_torch import (
+                elastic_net_penalty,
+                l2_penalty,
+            )
 
-            return elastic_net_penalty(x, self.l1, self.l2)
+            if self.l1 == 0.0:
+                return l2_penalty(x, self.l2)
+            if not self.proximal:
+                return elastic_net_penalty(x, self.l1, self.l2)
         return self._portable_call(x)
 
     def _portable_call(self, x):

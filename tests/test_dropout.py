@@ -183,6 +183,17 @@ def test_same_seed_same_masks_and_successive_calls_differ():
     assert not np.array_equal(a1, _numpy(Dropout(0.5, seed=22)(x, training=True)))
 
 
+def test_dropped_units_are_zero_and_kept_non_finite_values_pass():
+    x = np.full((8, 8), np.inf, dtype="float32")
+    x[::2] = -1.0
+    y = _numpy(Dropout(0.5, seed=3)(x, training=True))
+    keep = reference_keep((8, 8), 0.5, 3, 0)
+    np.testing.assert_array_equal(y[keep], x[keep] * 2)
+    np.testing.assert_array_equal(y[~keep & (x == -1)], 0)
+    # Like Keras's TensorFlow dropout, a dropped infinity becomes NaN.
+    assert np.all(np.isnan(y[~keep & np.isinf(x)]))
+
+
 def test_rate_one_returns_zeros_without_nan():
     x = np.array([[1.0, np.inf, -np.inf, np.nan]], dtype="float32")
     y = _numpy(Dropout(1.0)(x, training=True))

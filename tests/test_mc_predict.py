@@ -281,7 +281,10 @@ x = np.linspace(-1, 1, 5 * 24, dtype="float32").reshape(5, 4, 6)
 if len(sys.argv) > 1:
     model.save(sys.argv[1])
     model = keras.saving.load_model(sys.argv[1])
-train = [np.asarray(model(x, training=True)).round(5).tolist() for _ in range(2)]
+train = [
+    keras.ops.convert_to_numpy(model(x, training=True)).round(5).tolist()
+    for _ in range(2)
+]
 mean, std = keras_reg.mc_predict(model, x, samples=3, batch_size=2, seed=9)
 print(json.dumps([train, mean.round(5).tolist(), std.round(5).tolist()]))
 """

@@ -173,7 +173,12 @@ def test_torch_fast_path_matches_the_portable_path(monkeypatch):
         (grad,) = torch.autograd.grad(value, w)
         return value.detach().numpy(), grad.numpy()
 
-    regularizers_to_check = [ElasticNet(l1=0.03, l2=0.02), L2(0.02), L1(0.03)]
+    regularizers_to_check = [
+        ElasticNet(l1=0.03, l2=0.02),
+        ElasticNet(l2=0.02),
+        L2(0.02),
+        L1(0.03),
+    ]
     shapes = [(5,), (7, 3), (2, 3, 4, 5)]
     fast = [value_and_grad(r, s) for r in regularizers_to_check for s in shapes]
     monkeypatch.setattr(regularizers, "_use_torch_fast_path", lambda: False)

@@ -107,17 +107,21 @@ def read_json(path):
         return None
 
 
-def is_chief():
+def is_chief(model=None):
     """Whether this process should write files under distributed training.
 
-    TensorFlow strategies say so through `should_checkpoint`; JAX and
-    PyTorch multi-process runs write from process 0 only.
+    TensorFlow strategies say so through `should_checkpoint` (the model's
+    strategy when it has one); JAX and PyTorch multi-process runs write from
+    process 0 only.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        strategy = getattr(model, "distribute_strategy", None)
+        if strategy is None:
+            import tensorflow as tf
 
-        return bool(tf.distribute.get_strategy().extended.should_checkpoint)
+            strategy = tf.distribute.get_strategy()
+        return bool(strategy.extended.should_checkpoint)
     if backend == "jax":
         import jax
 

@@ -531,7 +531,7 @@ class EarlyStopping(keras.callbacks.Callback):
         if self.restore_best_weights:
             self._snapshot.capture(self.model.weights)
             self._has_best_weights = True
-        if self.checkpoint_path is not None and _checkpoint.is_chief():
+        if self.checkpoint_path is not None and _checkpoint.is_chief(self._fit_model):
             _checkpoint.atomic_save_weights(self.model, self.checkpoint_path, epoch)
 
     def _restore(self):
@@ -557,7 +557,7 @@ class EarlyStopping(keras.callbacks.Callback):
         return self.checkpoint_path + ".state.json"
 
     def _save_state(self, finished=False):
-        if self.checkpoint_path is None or not _checkpoint.is_chief():
+        if self.checkpoint_path is None or not _checkpoint.is_chief(self._fit_model):
             return
         state = self.get_state()
         state["finished"] = finished

@@ -93,14 +93,19 @@ def _torch_keep(shape, threshold, k1, k2, device):
     h = torch.arange(1, words + 1, dtype=torch.int32, device=device)
     h.mul_(_GOLDEN).bitwise_xor_(k1)
     scratch = torch.empty_like(h)
+    # On a little-endian machine, column 0 of this view is each word's low
+    # half and column 1 its high half: `h ^= h >>> 16` is then one strided
+    # in-place xor instead of a shift, a mask and an xor.
+    halves = h.view(torch.int16).view(-1, 2)
 
     def fmix_(h):
-        for bits, multiplier in ((16, _FMIX_1), (13, _FMIX_2), (16, None)):
-            torch.bitwise_right_shift(h, bits, out=scratch)
-            scratch.bitwise_and_((1 << (32 - bits)) - 1)
-            h.bitwise_xor_(scratch)
-            if multiplier is not None:
-                h.mul_(multiplier)
+        halves[:, 0].bitwise_xor_(halves[:, 1])
+        h.mul_(_FMIX_1)
+        torch.bitwise_right_shift(h, 13, out=scratch)
+        scratch.bitwise_and_((1 << 19) - 1)
+        h.bitwise_xor_(scratch)
+        h.mul_(_FMIX_2)
+        halves[:, 0].bitwise_xor_(halves[:, 1])
 
     fmix_(h)
     h.bitwise_xor_(k2)
@@ -165,18 +170,17 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
 
 
 def apply_keep(x, keep, rate):
-    """Returns `x * (1 / (1 - rate))` where `keep` is True and 0 elsewhere.
+    """Returns `x * (keep / (1 - rate))`: survivors scaled, the rest zeroed.
 
-    The scale is one constant multiplied in, rather than a division, so that
-    every backend rounds the survivors the same way (XLA may rewrite a
-    division by a constant as a multiplication by its reciprocal).
+    A multiplication by the mask, not a select: it is branch-free (selecting
+    on a random mask mispredicts every other element on CPU) and every
+    backend rounds `x * scale` the same way. As in Keras's TensorFlow
+    dropout, a dropped NaN or infinity gives NaN.
     """
     scale = 1.0 / (1.0 - rate)
     if keras.backend.backend() == "torch" and x.device.type != "meta":
-        import torch
-
-        return torch.mul(x, scale).masked_fill_(torch.logical_not(keep), 0)
-    return ops.where(keep, ops.multiply(x, scale), ops.zeros_like(x))
+        return x * keep.to(x.dtype).mul_(scale)
+    return ops.multiply(x, ops.multiply(ops.cast(keep, x.dtype), scale))
 
 
 # Monte Carlo mode: `mc_predict` switches the dropout family on while the

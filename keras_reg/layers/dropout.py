@@ -47,7 +47,7 @@ def resolve_noise_shape(noise_shape, inputs):
     if len(noise_shape) != len(input_shape):
         raise ValueError(
             f"`noise_shape` must have one entry per input dimension. Received: "
-            f"noise_shape={noise_shape} for an input of shape {inputs.shape}"
+            f"noise_shape={noise_shape} for an input of shape {tuple(inputs.shape)}"
         )
     return tuple(
         dim if entry is None else entry
