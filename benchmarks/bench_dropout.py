@@ -17,6 +17,10 @@ round, and reports the median over the rounds:
 - `drop_connect_dense_1024`: one `train_on_batch` step (SGD, MSE, batch 64,
   1024 inputs) of `DropConnect(Dense(1024), 0.5)` against a plain
   `Dense(1024)`.
+
+On PyTorch, `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
+machine whose cores are shared with other work, intra-op threads stall at
+each operation's barrier, which penalizes many short operations.
 """
 
 import json
@@ -34,6 +38,10 @@ import numpy as np  # noqa: E402
 import keras_reg  # noqa: E402
 
 BACKEND = keras.backend.backend()
+if BACKEND == "torch" and os.environ.get("BENCH_TORCH_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
 SHAPE = (64, 32, 32, 64)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 CALLS_PER_ROUND = 2
@@ -102,6 +110,14 @@ def _time(functions):
     return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
+def _torch_threads():
+    if BACKEND != "torch":
+        return None
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _report(case, ms, baseline, target, **extra):
     line = {
         "backend": BACKEND,
@@ -113,6 +129,7 @@ def _report(case, ms, baseline, target, **extra):
         "rounds": ROUNDS,
         # Other work on the machine skews both timings; recorded for context.
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "torch_threads": _torch_threads(),
         **extra,
     }
     print(json.dumps(line), flush=True)

@@ -19,6 +19,7 @@ Usage:
 
     python benchmarks/sparsity.py
     KERAS_BACKEND=jax python benchmarks/sparsity.py --epochs 30 --l1 0.7
+    KERAS_BACKEND=torch python benchmarks/sparsity.py --torch-threads 1
 
 Prints one JSON object per line: one per run, one for timing, one summary.
 Targets (issue 4): proximal zeros >= 0.90 with accuracy within 1 point of the
@@ -152,7 +153,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads; 1 steadies timings on a busy machine",
+    )
     args = parser.parse_args(argv)
+    if args.torch_threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     data = load_data(args.seed)
     lr = args.learning_rate
@@ -190,6 +201,7 @@ def main(argv=None):
         "backend": keras.backend.backend(),
         "rounds": args.rounds,
         "steps_per_round": args.steps,
+        "torch_threads": args.torch_threads,
         "proximal_ms": round(timing["proximal"], 3),
         "plain_keras_l1_ms": round(timing["plain_keras_l1"], 3),
         "plain_unregularized_ms": round(timing["plain_unregularized"], 3),

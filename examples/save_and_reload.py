@@ -14,7 +14,7 @@ import tempfile
 import keras
 import numpy as np
 
-import keras_reg  # noqa: F401  (importing registers the classes)
+import keras_reg  # importing registers the classes
 
 QUICK = os.environ.get("KERAS_REG_EXAMPLES_QUICK") == "1"
 EPOCHS = 1 if QUICK else 10
@@ -45,9 +45,22 @@ with tempfile.TemporaryDirectory() as folder:
     model.save(path)
     # No custom_objects: the registered names resolve to keras_reg's classes.
     restored = keras.saving.load_model(path)
+    # Passing them explicitly, as code written for unregistered classes does,
+    # still works and gives the same classes.
+    explicit = keras.saving.load_model(
+        path,
+        custom_objects={
+            "Dropout": keras_reg.layers.Dropout,
+            "BatchNormalization": keras_reg.layers.BatchNormalization,
+        },
+    )
+    assert [type(layer) for layer in explicit.layers] == [
+        type(layer) for layer in restored.layers
+    ]
 
 for layer in restored.layers:
-    print(f"{layer.name:24s} {type(layer).__module__}.{type(layer).__name__}")
+    package = type(layer).__module__.split(".")[0]
+    print(f"{layer.name:20s} {type(layer).__name__} from {package}")
 same = np.array_equal(model.predict(x, verbose=0), restored.predict(x, verbose=0))
 print(f"identical predictions after reload: {same}")
 assert same

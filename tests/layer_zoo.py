@@ -51,9 +51,7 @@ def _builders():
             (5, 3),
         ),
         "SpatialDropout2D": lambda: (
-            _sequential(
-                (4, 4, 3), layers.SpatialDropout2D(0.5, seed=1), *_flat_head()
-            ),
+            _sequential((4, 4, 3), layers.SpatialDropout2D(0.5, seed=1), *_flat_head()),
             (4, 4, 3),
         ),
         "SpatialDropout3D": lambda: (

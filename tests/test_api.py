@@ -90,7 +90,9 @@ def test_library_never_imports_private_keras_modules():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            if any(name == "keras.src" or name.startswith("keras.src.") for name in names):
+            if any(
+                name == "keras.src" or name.startswith("keras.src.") for name in names
+            ):
                 offenders.append(str(path))
     assert offenders == []
 
@@ -138,13 +140,16 @@ def test_model_with_every_object_loads_in_a_fresh_process(tmp_path):
         model = keras.saving.load_model({str(model_path)!r}, safe_mode=True)
         x = np.load({str(tmp_path / "x.npy")!r})
         np.save({str(tmp_path / "actual.npy")!r}, model.predict(x, verbose=0))
+        def kind(obj):
+            return type(obj).__module__.split(".")[0] + "." + type(obj).__name__
+
         kinds = []
         for layer in model.layers:
-            kinds.append(type(layer).__module__.split(".")[0] + "." + type(layer).__name__)
+            kinds.append(kind(layer))
             for attr in ("kernel_regularizer", "bias_regularizer"):
                 reg = getattr(layer, attr, None)
                 if reg is not None:
-                    kinds.append(type(reg).__module__.split(".")[0] + "." + type(reg).__name__)
+                    kinds.append(kind(reg))
         print(json.dumps(kinds))
         """
     )

@@ -699,14 +699,15 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("name, value, expected", BAD_ARGUMENTS)
-def test_bad_argument_raises_with_whole_message(name, value, expected):
-    kwargs = {name: value}
-    if name == "renorm_clipping":
-        kwargs["renorm"] = True
-    message = _message(name, expected, value)
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        BatchNormalization(**kwargs)
+def test_every_bad_argument_raises_with_whole_message():
+    # One test over all cases: each test pays the session-reset fixture.
+    for name, value, expected in BAD_ARGUMENTS:
+        kwargs = {name: value}
+        if name == "renorm_clipping":
+            kwargs["renorm"] = True
+        message = _message(name, expected, value)
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            BatchNormalization(**kwargs)
 
 
 def test_bad_argument_in_config_raises_from_config():

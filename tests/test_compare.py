@@ -182,6 +182,9 @@ def test_default_command_three_epochs_writes_table_verdicts_and_files(tmp_path):
     result = _run_module(["compare", "--epochs", "3", "--output", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    # Keras's progress bars and Python or tf.function warnings stay off.
+    for noise in ("Warning", "retracing", "━━"):
+        assert noise not in result.stderr + result.stdout
     stdout = result.stdout
     for name in TECHNIQUE_NAMES:
         assert f"\n{name} " in stdout
@@ -275,17 +278,22 @@ def test_user_csv_classification_with_string_labels(tmp_path, capsys, fresh_kera
     assert progress[2].startswith("[2/2] L2        epoch   2/2  val_accuracy ")
 
 
-def test_user_csv_regression_reports_mse_and_mae(tmp_path, capsys, fresh_keras):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(50, 2))
-    y = 100 + 30 * x[:, 0] - 10 * x[:, 1] + rng.normal(size=50)
-    rows = [
-        [str(float(a)), str(float(b)), str(float(t))]
-        for (a, b), t in zip(x, y, strict=True)
-    ]
-    path = _write_csv(tmp_path / "r.csv", ["x1", "x2", "price"], rows)
+# The README's command that writes a regression CSV, run verbatim.
+README_DIABETES_CSV = (
+    "import numpy as np; from sklearn.datasets import load_diabetes as f; d = f(); "
+    "np.savetxt('diabetes.csv', np.c_[d.data, d.target], delimiter=',', "
+    "header=','.join(d.feature_names + ['target']), comments='')"
+)
+
+
+def test_user_csv_regression_reports_mse_and_mae(
+    tmp_path, capsys, fresh_keras, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    exec(README_DIABETES_CSV, {})
+    path = "diabetes.csv"
     out = tmp_path / "out"
-    argv = ["compare", "--data", path, "--target", "price", "--epochs", "2"]
+    argv = ["compare", "--data", path, "--target", "target", "--epochs", "2"]
     argv += ["--techniques", "EarlyStopping", "--quiet", "--output", str(out)]
     assert main(argv) == 0
     captured = capsys.readouterr()

@@ -9,10 +9,12 @@ the three backend runs of the suite do not repeat it.
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import keras
 import pytest
-from helpers import run_python
+from helpers import REPO_ROOT, run_python
 
 BACKEND = keras.backend.backend()
 
@@ -223,66 +225,25 @@ print(json.dumps({
     assert out["var"] == pytest.approx(out["global_var"], rel=1e-4, abs=1e-4)
 
 
-MULTI_WORKER_SCRIPT = """
-import json
-import os
-import sys
-os.environ["KERAS_BACKEND"] = "tensorflow"
-import tensorflow as tf
-import keras
-import numpy as np
-import keras_reg
-
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-"""
-
-
 @tensorflow_only
 def test_multi_worker_mirrored_workers_stop_together_and_only_chief_writes(
     tmp_path,
 ):
-    import subprocess
-    import sys
-
-    from helpers import REPO_ROOT
-
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    body = (
-        MULTI_WORKER_SCRIPT
-        + ALL_OBJECTS_MODEL
-        + """
-task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-with strategy.scope():
-    model = make_model()
-checkpoint = os.path.join(sys.argv[1], f"worker{task}", "best.weights.h5")
-stopper = keras_reg.callbacks.EarlyStopping(
-    patience=1, restore_best_weights=True, checkpoint_path=checkpoint,
-    min_delta=0.05,
-)
-history = model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=8,
-                    batch_size=16, callbacks=[stopper], verbose=0)
-if task == 0:
-    model.save(os.path.join(sys.argv[1], "model.keras"))
-else:
-    model.save(os.path.join(sys.argv[1], "worker1_scratch.keras"))
-print(json.dumps({"task": task, "epochs": len(history.history["loss"]),
-                  "stopped_epoch": stopper.stopped_epoch}))
-"""
-    )
-    script = tmp_path / "worker.py"
-    script.write_text(body)
+    script = os.path.join(REPO_ROOT, "tests", "multi_worker_script.py")
     procs = []
     for index in range(2):
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT
+        env["KERAS_BACKEND"] = "tensorflow"
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
         env["TF_CONFIG"] = json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(script), str(tmp_path)],
+                [sys.executable, script, str(tmp_path)],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -302,14 +263,36 @@ print(json.dumps({"task": task, "epochs": len(history.history["loss"]),
                 proc.kill()
     assert outputs[0]["epochs"] == outputs[1]["epochs"]
     assert outputs[0]["stopped_epoch"] == outputs[1]["stopped_epoch"]
+    assert outputs[0]["best_epoch"] == outputs[1]["best_epoch"]
     assert (tmp_path / "worker0" / "best.weights.h5").exists()
     assert not (tmp_path / "worker1").exists()
+
+    # The saved model loads, and the chief's checkpoint holds the weights that
+    # EarlyStopping restored at the end of training.
     loaded = run_python(
         f"""
-import keras, numpy as np, keras_reg
-model = keras.saving.load_model({str(tmp_path / "model.keras")!r})
-print(type(model.layers[1]).__module__)
+import json
+import keras
+import numpy as np
+import keras_reg
+folder = {str(tmp_path)!r}
+model = keras.saving.load_model(folder + "/model.keras")
+x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+same_as_saved = np.allclose(
+    model.predict(x, verbose=0), np.load(folder + "/restored_predictions.npy")
+)
+model.load_weights(folder + "/worker0/best.weights.h5")
+same_as_checkpoint = np.allclose(
+    model.predict(x, verbose=0), np.load(folder + "/restored_predictions.npy")
+)
+print(json.dumps({{
+    "layer": type(model.layers[1]).__module__,
+    "same_as_saved": bool(same_as_saved),
+    "same_as_checkpoint": bool(same_as_checkpoint),
+}}))
 """
     )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip().splitlines()[-1].startswith("keras_reg")
+    out = _last_json_line(loaded)
+    assert out["layer"].startswith("keras_reg")
+    assert out["same_as_saved"]
+    assert out["same_as_checkpoint"]

@@ -21,8 +21,8 @@ EXPECTED = {
     ],
     "early_stopping.py": ["ran 3 of 3 epochs", "best epoch "],
     "save_and_reload.py": [
-        "keras_reg.layers.batch_normalization.BatchNormalization",
-        "keras_reg.layers.dropout.Dropout",
+        "BatchNormalization from keras_reg",
+        "Dropout from keras_reg",
         "identical predictions after reload: True",
     ],
     "techniques.py": ["epochs run: 1", "weight penalty in the loss: "],

@@ -7,6 +7,7 @@ problem. Reading uses only the standard library and NumPy.
 
 import csv
 import dataclasses
+import io
 import math
 import os
 
@@ -159,12 +160,14 @@ def _read_rows(path):
         raise DataError(f"{path!r} is not a CSV file: it is not UTF-8 text") from None
     if "\x00" in text:
         raise DataError(f"{path!r} is not a CSV file: it contains binary data")
+    rows = []
     try:
-        rows = [
-            (number, [cell.strip() for cell in row])
-            for number, row in enumerate(csv.reader(text.splitlines()), start=1)
-            if row and any(cell.strip() for cell in row)
-        ]
+        # line_num counts physical lines, so a quoted field spanning lines
+        # still gets the number an editor shows for the record's last line.
+        reader = csv.reader(io.StringIO(text, newline=""))
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append((reader.line_num, [cell.strip() for cell in row]))
     except csv.Error as e:
         raise DataError(f"{path!r} is not a CSV file: {e}") from None
     if not rows:

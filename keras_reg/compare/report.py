@@ -118,7 +118,7 @@ def format_table(results: list[dict], task: str) -> str:
                 _fmt(r["train"][metric], metric_spec),
                 _fmt(r["validation"][metric], metric_spec),
                 _fmt(r["test"][metric], metric_spec),
-                _fmt(r["generalization_gap"], "+.3f"),
+                _fmt(r["generalization_gap"], "+.3f" if short == "acc" else "+.4g"),
                 f"{r['epochs_run']} ({r['best_epoch']})",
                 f"{100 * r['zero_weight_fraction']:.1f}%",
                 _fmt(r["mean_abs_weight"], ".4f"),

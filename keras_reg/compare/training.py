@@ -142,9 +142,20 @@ def _kernels(model):
     ]
 
 
-def _split_metrics(model, dataset, x, y, batch_size):
-    predictions = model.predict(x, batch_size=max(batch_size, 256), verbose=0)
-    predictions = np.asarray(predictions, dtype="float64")
+def _predict(model, x, chunk=4096):
+    # Direct calls instead of model.predict: predict compiles a function per
+    # model and retraces it for every new batch shape, which TensorFlow
+    # reports in warnings on stderr; a forward pass in inference mode is all
+    # that is needed here.
+    parts = [
+        keras.ops.convert_to_numpy(model(x[i : i + chunk], training=False))
+        for i in range(0, len(x), chunk)
+    ]
+    return np.concatenate(parts).astype("float64")
+
+
+def _split_metrics(model, dataset, x, y):
+    predictions = _predict(model, x)
     if dataset.task == "classification":
         probabilities = np.clip(predictions, _EPSILON, 1 - _EPSILON)
         picked = probabilities[np.arange(len(y)), y]
@@ -217,14 +228,17 @@ def train_technique(
     else:
         best_epoch = int(np.argmin(history[monitor])) + 1
 
-    batch = settings.batch_size
-    train = _split_metrics(model, dataset, dataset.x_train, dataset.y_train, batch)
-    val = _split_metrics(model, dataset, dataset.x_val, dataset.y_val, batch)
-    test = _split_metrics(model, dataset, dataset.x_test, dataset.y_test, batch)
+    train = _split_metrics(model, dataset, dataset.x_train, dataset.y_train)
+    val = _split_metrics(model, dataset, dataset.x_val, dataset.y_val)
+    test = _split_metrics(model, dataset, dataset.x_test, dataset.y_test)
     # The restored model's validation data loss, measured the way fit measured
     # it, so that it is comparable with the per-epoch history.
     evaluated = model.evaluate(
-        dataset.x_val, dataset.y_val, batch_size=batch, verbose=0, return_dict=True
+        dataset.x_val,
+        dataset.y_val,
+        batch_size=settings.batch_size,
+        verbose=0,
+        return_dict=True,
     )
     final_val_data_loss = float(evaluated["data_loss"])
 

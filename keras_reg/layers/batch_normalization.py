@@ -91,10 +91,12 @@ class BatchNormalization(keras.layers.Layer):
     inputs keep finite moving statistics.
 
     Where the backend offers a faster kernel for the case at hand, the layer
-    uses it: TensorFlow's fused batch norm, torch's native batch norm, a
-    single-pass formulation on JAX. The results match the portable
-    `keras.ops` path within float32 tolerance; every other argument
-    combination runs the portable path.
+    uses it: TensorFlow's fused batch norm for channels-last inputs, torch's
+    native batch norm for the last axis or axis 1 (no mask, renorm or
+    virtual batches in training). The results match the portable `keras.ops`
+    path within float32 tolerance; every other case runs the portable path,
+    which is also the fastest formulation measured on JAX (two passes, with
+    the mean held constant in the variance's gradient).
 
     Beyond Keras, `virtual_batch_size` gives ghost batch normalization as in
     tf-keras 2, and `synchronized=True` is accepted on JAX as well as
