@@ -133,6 +133,10 @@ def _value_without_gradient(regularizer, penalty_fn, x):
 
 
 def _soft_threshold(x, threshold):
+    if _use_torch_fast_path():
+        from keras_reg._regularizers_torch import soft_threshold
+
+        return soft_threshold(x, threshold)
     # sign(x) * max(|x| - t, 0) equals x - clip(x, -t, t) bit for bit (IEEE
     # rounding is symmetric), and the latter makes two passes instead of five.
     return ops.subtract(x, ops.clip(x, ops.negative(threshold), threshold))
@@ -200,6 +204,10 @@ class L1(_ProximalMixin, keras.regularizers.Regularizer):
         x = _as_float_tensor(x)
         if self.proximal:
             return _value_without_gradient(self, self._l1_penalty, x)
+        if _use_torch_fast_path():
+            from keras_reg._regularizers_torch import l1_penalty
+
+            return l1_penalty(x, self.l1)
         return self._l1_penalty(x)
 
     def proximal_step(self, x, learning_rate):
@@ -310,16 +318,19 @@ class ElasticNet(_ProximalMixin, keras.regularizers.Regularizer):
 
     def __call__(self, x):
         x = _as_float_tensor(x)
-        if _use_torch_fast_path() and self.l2 != 0.0:
+        if _use_torch_fast_path() and not (self.proximal and self.l1 != 0.0):
             from keras_reg._regularizers_torch import (
                 elastic_net_penalty,
+                l1_penalty,
                 l2_penalty,
             )
 
-            if self.l1 == 0.0:
-                return l2_penalty(x, self.l2)
-            if not self.proximal:
+            if self.l1 != 0.0 and self.l2 != 0.0:
                 return elastic_net_penalty(x, self.l1, self.l2)
+            if self.l1 != 0.0:
+                return l1_penalty(x, self.l1)
+            if self.l2 != 0.0:
+                return l2_penalty(x, self.l2)
         return self._portable_call(x)
 
     def _portable_call(self, x):

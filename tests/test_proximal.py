@@ -136,6 +136,24 @@ def test_group_lasso_proximal_step_zeroes_whole_conv_filters():
     assert np.all(result[..., [0, 2, 3]] != 0)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the fast path is torch's only")
+def test_torch_soft_threshold_matches_the_portable_path(monkeypatch):
+    from keras_reg import regularizers
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=0.01, size=(64, 32)).astype("float32")
+    steps = []
+    for regularizer in (L1(0.7, proximal=True), ElasticNet(0.7, 0.1, True)):
+        steps.append(_np(regularizer.proximal_step(x, np.float32(0.01))))
+    monkeypatch.setattr(regularizers, "_use_torch_fast_path", lambda: False)
+    for index, regularizer in enumerate(
+        (L1(0.7, proximal=True), ElasticNet(0.7, 0.1, True))
+    ):
+        portable = _np(regularizer.proximal_step(x, np.float32(0.01)))
+        np.testing.assert_array_equal(steps[index], portable)
+        assert 0 < np.count_nonzero(portable == 0) < portable.size
+
+
 def test_reported_loss_includes_the_l1_value():
     kernel = _initial_kernel()
     x, y = _data()

@@ -176,6 +176,7 @@ def test_torch_fast_path_matches_the_portable_path(monkeypatch):
     regularizers_to_check = [
         ElasticNet(l1=0.03, l2=0.02),
         ElasticNet(l2=0.02),
+        ElasticNet(l1=0.03),
         L2(0.02),
         L1(0.03),
     ]
