@@ -23,14 +23,18 @@ def invalid_argument(name, expected, value):
 
 
 def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        type(value).__name__ != "bool_"
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and (type(value).__name__ != "bool_")
     )
 
 
 def _is_integral(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
-        type(value).__name__ != "bool_"
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and (type(value).__name__ != "bool_")
     )
 
 

@@ -84,8 +84,7 @@ def run_layer_test(
         assert len(eager_layer.trainable_weights) == expected_num_trainable_weights
     if expected_num_non_trainable_weights is not None:
         assert (
-            len(eager_layer.non_trainable_weights)
-            == expected_num_non_trainable_weights
+            len(eager_layer.non_trainable_weights) == expected_num_non_trainable_weights
         )
 
     model = None

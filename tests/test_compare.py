@@ -43,24 +43,6 @@ CLAIMS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """Replaces conftest's per-test `keras.backend.clear_session()` here.
-
-    That call runs a full garbage collection (about 0.3 s); most tests in this
-    file build no Keras object, and each training run seeds itself with
-    `keras.utils.set_random_seed` per technique. Tests that train in-process
-    ask for `fresh_keras` instead.
-    """
-    yield
-
-
-@pytest.fixture
-def fresh_keras():
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(1234)
-
-
 # --- results.json schema (documented in keras_reg/compare/report.py) ---
 
 
@@ -222,7 +204,7 @@ def test_default_command_three_epochs_writes_table_verdicts_and_files(tmp_path):
     assert image.shape[:2] == (900, 1400)
 
 
-def test_same_seed_gives_same_json_numbers(tmp_path, capsys, fresh_keras):
+def test_same_seed_gives_same_json_numbers(tmp_path, capsys):
     # Promised on TensorFlow (issue 3); it holds on JAX and torch CPU too. One
     # run in this process, one in a fresh one, as a user would run it twice.
     argv = ["compare", "--techniques", "Dropout", "--epochs", "1", "--seed", "7"]
@@ -255,7 +237,7 @@ def _classification_rows(n=60, seed=0):
     ]
 
 
-def test_user_csv_classification_with_string_labels(tmp_path, capsys, fresh_keras):
+def test_user_csv_classification_with_string_labels(tmp_path, capsys):
     path = _write_csv(
         tmp_path / "c.csv", ["a", "b", "c", "label"], _classification_rows()
     )
@@ -286,9 +268,7 @@ README_DIABETES_CSV = (
 )
 
 
-def test_user_csv_regression_reports_mse_and_mae(
-    tmp_path, capsys, fresh_keras, monkeypatch
-):
+def test_user_csv_regression_reports_mse_and_mae(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(README_DIABETES_CSV, {})
     path = "diabetes.csv"

@@ -1,5 +1,8 @@
 """Training under tf.distribute and keras.distribution.
 
+BatchNormalization's global-batch statistics under both are tested next to the
+layer, in test_batch_normalization_beyond_keras.py.
+
 Each scenario runs in a fresh subprocess: the device layout (two logical CPUs
 for TensorFlow, two host devices for JAX) must be fixed before the framework
 starts. A scenario is run from the pytest process of its own backend only, so
@@ -101,49 +104,6 @@ print(json.dumps({
     assert out["best"] == pytest.approx(out["min_val_loss"])
 
 
-@tensorflow_only
-def test_synchronized_batch_norm_uses_global_batch_statistics_on_mirrored():
-    # momentum=0 makes the moving statistics equal the last batch's, so they
-    # can be compared with NumPy's statistics of the global batch directly.
-    # The replicas see very different halves (means 0 and 5), so per-replica
-    # statistics would be far from the global ones.
-    result = run_python(
-        TWO_LOGICAL_CPUS
-        + """
-rng = np.random.default_rng(0)
-x = np.concatenate(
-    [rng.normal(0, 1, (4, 3)), rng.normal(5, 3, (4, 3))]
-).astype("float32")
-out = {}
-for name, cls in (("ours", keras_reg.layers.BatchNormalization),
-                  ("keras", keras.layers.BatchNormalization)):
-    for sync in (True, False):
-        with strategy.scope():
-            bn = cls(momentum=0.0, synchronized=sync)
-            bn.build((None, 3))
-        dist = strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensor_slices(x).batch(8)
-        )
-        step = tf.function(lambda batch: bn(batch, training=True))
-        for batch in dist:
-            strategy.run(step, args=(batch,))
-        out[f"{name}_{sync}"] = [
-            bn.moving_mean.numpy().tolist(), bn.moving_variance.numpy().tolist()
-        ]
-out["global"] = [x.mean(0).tolist(), x.var(0).tolist()]
-print(json.dumps(out))
-"""
-    )
-    out = _last_json_line(result)
-    mean, var = out["global"]
-    ours_mean, ours_var = out["ours_True"]
-    assert ours_mean == pytest.approx(mean, rel=1e-5, abs=1e-5)
-    assert ours_var == pytest.approx(var, rel=1e-4, abs=1e-4)
-    assert out["keras_True"][0] == pytest.approx(ours_mean, rel=1e-5, abs=1e-5)
-    # Without synchronization the statistics are per replica, not global.
-    assert out["ours_False"][1] != pytest.approx(var, rel=1e-2)
-
-
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -185,44 +145,6 @@ print(json.dumps({
     out = _last_json_line(result)
     assert out["finite"]
     assert 1 <= out["epochs"] <= 5
-
-
-@jax_only
-def test_jax_data_parallel_batch_norm_statistics_are_global():
-    # Under DataParallel the global batch is sharded over the two devices; the
-    # statistics must still be those of the whole batch (momentum=0).
-    result = run_python(
-        """
-import os
-os.environ["KERAS_BACKEND"] = "jax"
-import json
-import keras
-import numpy as np
-import keras_reg
-keras.distribution.set_distribution(keras.distribution.DataParallel())
-rng = np.random.default_rng(0)
-x = np.concatenate(
-    [rng.normal(0, 1, (4, 3)), rng.normal(5, 3, (4, 3))]
-).astype("float32")
-model = keras.Sequential([
-    keras.Input(shape=(3,)),
-    keras_reg.layers.BatchNormalization(momentum=0.0, synchronized=True),
-])
-model.compile(optimizer="sgd", loss="mse")
-model.fit(x, np.zeros_like(x), batch_size=8, epochs=1, verbose=0, shuffle=False)
-bn = model.layers[0]
-print(json.dumps({
-    "mean": np.asarray(bn.moving_mean).tolist(),
-    "var": np.asarray(bn.moving_variance).tolist(),
-    "global_mean": x.mean(0).tolist(),
-    "global_var": x.var(0).tolist(),
-}))
-""",
-        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
-    )
-    out = _last_json_line(result)
-    assert out["mean"] == pytest.approx(out["global_mean"], rel=1e-5, abs=1e-5)
-    assert out["var"] == pytest.approx(out["global_var"], rel=1e-4, abs=1e-4)
 
 
 @tensorflow_only
