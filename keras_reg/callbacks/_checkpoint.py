@@ -8,6 +8,7 @@ torn one. The folder is fsynced too so that the rename itself survives a
 power loss.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -50,17 +51,17 @@ def _temporary_name(path, suffix):
     return folder, temporary
 
 
-def atomic_save_weights(model, path, epoch):
-    """Writes `model.save_weights(path)` atomically, tagged with `epoch`."""
-    # save_weights insists on the `.weights.h5` ending, so the temporary file
-    # keeps it.
-    folder, temporary = _temporary_name(path, ".tmp.weights.h5")
-    try:
-        model.save_weights(temporary, overwrite=True)
-        import h5py
+@contextlib.contextmanager
+def _atomic_file(path, suffix):
+    """Yields a temporary name beside `path`; moves it over `path` on success.
 
-        with h5py.File(temporary, "a") as handle:
-            handle.attrs[EPOCH_ATTRIBUTE] = int(epoch)
+    The body writes the temporary file; it is then fsynced and renamed over
+    `path`. On any error, or an interrupt, the temporary file is removed and
+    `path` keeps its previous content.
+    """
+    folder, temporary = _temporary_name(path, suffix)
+    try:
+        yield temporary
         _fsync_path(temporary)
         os.replace(temporary, path)
     except BaseException:
@@ -68,6 +69,18 @@ def atomic_save_weights(model, path, epoch):
             os.remove(temporary)
         raise
     _fsync_folder(folder)
+
+
+def atomic_save_weights(model, path, epoch):
+    """Writes `model.save_weights(path)` atomically, tagged with `epoch`."""
+    import h5py
+
+    # save_weights insists on the `.weights.h5` ending, so the temporary file
+    # keeps it.
+    with _atomic_file(path, ".tmp.weights.h5") as temporary:
+        model.save_weights(temporary, overwrite=True)
+        with h5py.File(temporary, "a") as handle:
+            handle.attrs[EPOCH_ATTRIBUTE] = int(epoch)
 
 
 def read_saved_epoch(path):
@@ -84,18 +97,9 @@ def read_saved_epoch(path):
 
 def atomic_write_json(path, payload):
     """Writes `payload` as JSON to `path` atomically."""
-    folder, temporary = _temporary_name(path, ".tmp")
-    try:
+    with _atomic_file(path, ".tmp") as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    _fsync_folder(folder)
 
 
 def read_json(path):
