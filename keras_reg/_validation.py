@@ -119,3 +119,22 @@ def check_optional_float(name, value, **bounds):
     if value is None:
         return None
     return check_float(name, value, **bounds)
+
+
+def layer_constructor_kwargs(config):
+    """Returns a layer config as constructor arguments, its dtype policy rebuilt.
+
+    Keras's base `Layer.from_config` turns every constructor error into a
+    TypeError; keras_reg layers call their constructor directly with these
+    arguments so that an invalid stored argument stays this module's
+    ValueError.
+    """
+    import keras
+
+    config = dict(config)
+    if isinstance(config.get("dtype"), dict):
+        policy = keras.dtype_policies.deserialize(config["dtype"])
+        if policy.quantization_mode is None:
+            policy = policy.name
+        config["dtype"] = policy
+    return config

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reg import _validation
+
 RANDOM_BITS = 16
 _SCALE = 1 << RANDOM_BITS
 
@@ -266,15 +268,7 @@ class DropoutFamilyLayer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        # Keras's base from_config turns every constructor error into a
-        # TypeError; an invalid stored argument must stay a ValueError.
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            policy = keras.dtype_policies.deserialize(config["dtype"])
-            if policy.quantization_mode is None:
-                policy = policy.name
-            config["dtype"] = policy
-        return cls(**config)
+        return cls(**_validation.layer_constructor_kwargs(config))
 
     def save_own_variables(self, store):
         super().save_own_variables(store)

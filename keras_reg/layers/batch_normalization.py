@@ -14,6 +14,7 @@ from keras_reg._validation import (
     check_float,
     check_int,
     invalid_argument,
+    layer_constructor_kwargs,
 )
 from keras_reg.layers import _batch_norm_fast as fast
 
@@ -555,15 +556,7 @@ class BatchNormalization(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BatchNormalization:
-        # Keras's base from_config turns every constructor error into a
-        # TypeError; an invalid stored argument must stay a ValueError.
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            policy = keras.dtype_policies.deserialize(config["dtype"])
-            if policy.quantization_mode is None:
-                policy = policy.name
-            config["dtype"] = policy
-        return cls(**config)
+        return cls(**layer_constructor_kwargs(config))
 
     def get_config(self) -> dict[str, Any]:
         config = {
