@@ -118,6 +118,25 @@ def test_fast_path_and_portable_path_give_the_same_mask(shape):
     np.testing.assert_array_equal(fast, reference_keep(shape, 0.37, 123456789, 42))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "x_shape, mask_shape", [((64, 33), (64, 33)), ((4, 3, 5, 6), (4, 1, 1, 6))]
+)
+def test_fast_drop_gives_the_numbers_of_the_portable_path(x_shape, mask_shape, dtype):
+    state = keras.ops.convert_to_tensor(np.array([987, 6], dtype="int32"))
+    keys = _masks.keys_from_state(state)
+    x = np.random.default_rng(0).normal(size=x_shape).astype(dtype)
+    fast = _numpy(_masks.drop(keras.ops.convert_to_tensor(x), mask_shape, 0.3, keys))
+    portable = _numpy(
+        _masks.drop(keras.ops.convert_to_tensor(x), mask_shape, 0.3, keys, fast=False)
+    )
+    assert fast.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(fast, portable)
+    keep = reference_keep(mask_shape, 0.3, 987, 6)
+    expected = x * np.where(keep, np.asarray(1 / 0.7, dtype), np.asarray(0, dtype))
+    np.testing.assert_array_equal(fast, expected)
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_zero_fraction_close_to_rate(rate):
     n = 200 * 500

@@ -15,9 +15,10 @@ where `fmix32` is the MurmurHash3 finalizer and `(k1, k2)` is derived from a
 32-bit and wraps, so the same state gives bit-identical masks on every backend.
 
 The portable path is written on `keras.ops`. Each backend also gets a fast
-path computing the same bits: XLA-compiled on TensorFlow, `jax.jit` on JAX and
-in-place integer kernels on PyTorch. `tests/test_dropout.py` checks that both
-paths agree with an independent NumPy implementation.
+path computing the same bits: XLA-compiled on TensorFlow and JAX (reading the
+16-bit halves through a bitcast), in-place integer kernels on PyTorch.
+`tests/test_dropout.py` checks that both paths agree with an independent NumPy
+implementation.
 """
 
 import sys
@@ -72,70 +73,159 @@ def keys_from_state(state):
     return k1, k2
 
 
-def _portable_keep(shape, threshold, k1, k2):
+def _hashed_words(shape, k1, k2):
+    """Returns `(n, h)`: the mask's element count and its int32 hash words."""
     n = 1
     for dim in shape:
         n = n * dim
     words = (n + 1) // 2
     h = ops.multiply(ops.arange(1, words + 1, dtype="int32"), _GOLDEN)
     h = _fmix32(ops.bitwise_xor(h, k1))
-    h = _fmix32(ops.bitwise_xor(h, k2))
+    return n, _fmix32(ops.bitwise_xor(h, k2))
+
+
+def _portable_keep(shape, threshold, k1, k2):
+    n, h = _hashed_words(shape, k1, k2)
     draws = ops.stack([ops.bitwise_and(h, 0xFFFF), _shift_right(h, 16)], axis=-1)
     draws = ops.reshape(draws, (-1,))[:n]
     return ops.reshape(ops.greater_equal(draws, threshold), shape)
 
 
-def _torch_keep(shape, threshold, k1, k2, device):
+def _bitcast_keep(bitcast, shape, threshold, k1, k2):
+    # A bitcast to 16-bit halves lists each word's halves in memory order: on
+    # a little-endian machine, its low half, then its high half, the portable
+    # order. It replaces the interleaving stack, which XLA compiles to scalar
+    # index arithmetic once it fuses the mask into the multiplication that
+    # consumes it (5x slower on a 1024x1024 DropConnect kernel).
+    n, h = _hashed_words(shape, k1, k2)
+    draws = ops.reshape(bitcast(h), (-1,))[:n]
+    return ops.reshape(ops.greater_equal(draws, threshold), shape)
+
+
+_TORCH_COLUMNS = 1024
+
+
+_torch_buffers = threading.local()
+
+
+def _torch_workspace(size, device):
+    """Returns two int32 buffers of `size` elements, reused between calls.
+
+    PyTorch's CPU allocator returns large blocks to the operating system, so
+    a fresh multi-megabyte buffer page-faults on first touch: for a 1024x1024
+    mask that doubled the time of the whole hash. The CPU buffers are kept
+    per thread and grow to the largest mask drawn; other devices have caching
+    allocators and get fresh buffers.
+    """
+    import torch
+
+    if device is not None and torch.device(device).type != "cpu":
+        empty = torch.empty(2, size, dtype=torch.int32, device=device)
+        return empty[0], empty[1]
+    buffer = getattr(_torch_buffers, "buffer", None)
+    if buffer is None or buffer.shape[1] < size:
+        buffer = torch.empty(2, size, dtype=torch.int32)
+        _torch_buffers.buffer = buffer
+    return buffer[0, :size], buffer[1, :size]
+
+
+def _torch_kept(shape, threshold, k1, k2, device):
+    """Returns int32 `(n,)`: -1 where the portable mask keeps, 0 where it drops.
+
+    Every step is an in-place or `out=` kernel on contiguous int32 or int16
+    memory. Comparison kernels, which write bool tensors, are avoided: on CPU
+    they are several times slower than integer arithmetic.
+    """
     import torch
 
     n = 1
     for dim in shape:
         n *= int(dim)
     words = (n + 1) // 2
-    h = torch.arange(1, words + 1, dtype=torch.int32, device=device)
-    h.mul_(_GOLDEN).bitwise_xor_(k1)
-    scratch = torch.empty_like(h)
-    # On a little-endian machine, column 0 of this view is each word's low
-    # half and column 1 its high half: `h ^= h >>> 16` is then one strided
-    # in-place xor instead of a shift, a mask and an xor.
-    halves = h.view(torch.int16).view(-1, 2)
+    rows = -(-words // _TORCH_COLUMNS)
+    # `i * golden` for i = 1..words, as one broadcast addition of a row part
+    # and a column part (both wrap like the product): faster than an arange
+    # followed by a multiplication.
+    row_part = torch.arange(rows, dtype=torch.int32, device=device)
+    row_part.mul_(_signed(_TORCH_COLUMNS * 0x9E3779B9 & 0xFFFFFFFF))
+    column_part = torch.arange(1, _TORCH_COLUMNS + 1, dtype=torch.int32, device=device)
+    column_part.mul_(_GOLDEN)
+    h, scratch = _torch_workspace(rows * _TORCH_COLUMNS, device)
+    torch.add(row_part[:, None], column_part, out=h.view(rows, _TORCH_COLUMNS))
+    h = h[:words]
+    scratch = scratch[:words]
 
-    def fmix_(h):
-        halves[:, 0].bitwise_xor_(halves[:, 1])
-        h.mul_(_FMIX_1)
-        torch.bitwise_right_shift(h, 13, out=scratch)
-        scratch.bitwise_and_((1 << 19) - 1)
+    def xor_shift_right_(h, bits):  # h ^= h >>> bits, the logical shift
+        torch.bitwise_right_shift(h, bits, out=scratch)
+        scratch.bitwise_and_((1 << (32 - bits)) - 1)
         h.bitwise_xor_(scratch)
-        h.mul_(_FMIX_2)
-        halves[:, 0].bitwise_xor_(halves[:, 1])
 
-    fmix_(h)
-    h.bitwise_xor_(k2)
-    fmix_(h)
+    for key in (k1, k2):
+        h.bitwise_xor_(key)
+        xor_shift_right_(h, 16)
+        h.mul_(_FMIX_1)
+        xor_shift_right_(h, 13)
+        h.mul_(_FMIX_2)
+        xor_shift_right_(h, 16)
     # On a little-endian machine the int16 view lists each word's low half,
-    # then its high half: the portable order. Flipping the sign bit maps the
-    # unsigned order of the halves onto the signed order int16 compares with.
+    # then its high half: the portable order. Flipping the sign bit of a half
+    # gives `draw - 2**15` as a signed int16; widened to int32,
+    # `threshold - 1 - draw` is negative exactly where the draw is kept, and
+    # its sign, shifted down, is the mask.
     draws = h.view(torch.int16)[:n]
     draws.bitwise_xor_(-(1 << 15))
-    return torch.ge(draws, threshold - (1 << 15)).view(shape)
+    kept = draws.to(torch.int32)
+    torch.sub(threshold - 1 - (1 << 15), kept, out=kept)
+    return kept.bitwise_right_shift_(31)
+
+
+def _torch_keep(shape, threshold, k1, k2, device):
+    import torch
+
+    kept = _torch_kept(shape, threshold, k1, k2, device).neg_()
+    return kept.to(torch.uint8).view(torch.bool).view(shape)
+
+
+def _torch_drop(x, shape, threshold, keys, scale):
+    import torch
+
+    kept = _torch_kept(shape, threshold, int(keys[0]), int(keys[1]), x.device)
+    if x.dtype == torch.float32:
+        # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
+        # multiplier without a conversion kernel.
+        bits = int(np.float32(scale).view(np.int32))
+        multiplier = kept.bitwise_and_(bits).view(torch.float32)
+    else:
+        multiplier = kept.neg_().to(x.dtype).mul_(scale)
+    return x * multiplier.view(shape)
 
 
 _compiled = {}
 
 
 def _compiled_keep(backend):
+    """Returns the XLA-compiled mask function of TensorFlow or JAX."""
     if backend not in _compiled:
         if backend == "tensorflow":
             import tensorflow as tf
 
+            def bitcast(h):
+                return tf.bitcast(h, tf.uint16)
+
             def keep(shape, threshold, k1, k2):
-                return _portable_keep(tf.unstack(shape), threshold, k1, k2)
+                return _bitcast_keep(bitcast, tf.unstack(shape), threshold, k1, k2)
 
             _compiled[backend] = tf.function(keep, jit_compile=True)
         else:
+            import functools
+
             import jax
 
-            _compiled[backend] = jax.jit(_portable_keep, static_argnums=(0, 1))
+            def bitcast(h):
+                return jax.lax.bitcast_convert_type(h, "uint16")
+
+            keep = functools.partial(_bitcast_keep, bitcast)
+            _compiled[backend] = jax.jit(keep, static_argnums=(0, 1))
     return _compiled[backend]
 
 
@@ -153,6 +243,7 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     threshold = drop_threshold(rate)
     k1, k2 = keys
     backend = keras.backend.backend()
+    fast = fast and sys.byteorder == "little"
     if fast and backend == "tensorflow":
         import tensorflow as tf
 
@@ -164,7 +255,7 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
         k1 = ops.convert_to_tensor(k1, "int32")
         k2 = ops.convert_to_tensor(k2, "int32")
         return _compiled_keep(backend)(tuple(shape), threshold, k1, k2)
-    if fast and backend == "torch" and sys.byteorder == "little":
+    if fast and backend == "torch":
         device = like.device if like is not None else None
         if device is None or device.type != "meta":
             return _torch_keep(shape, threshold, int(k1), int(k2), device)
@@ -180,9 +271,24 @@ def apply_keep(x, keep, rate):
     dropout, a dropped NaN or infinity gives NaN.
     """
     scale = 1.0 / (1.0 - rate)
-    if keras.backend.backend() == "torch" and x.device.type != "meta":
-        return x * keep.to(x.dtype).mul_(scale)
     return ops.multiply(x, ops.multiply(ops.cast(keep, x.dtype), scale))
+
+
+def drop(x, shape, rate, keys, *, fast=True):
+    """Returns `x` with a fresh keep-mask of `shape` applied, survivors scaled.
+
+    The same numbers as `apply_keep(x, keep_mask(shape, rate, keys), rate)`;
+    `shape` broadcasts against `x`'s shape. On PyTorch the multiplier is
+    built from the mask's integer form directly.
+    """
+    if (
+        fast
+        and keras.backend.backend() == "torch"
+        and sys.byteorder == "little"
+        and x.device.type != "meta"
+    ):
+        return _torch_drop(x, shape, drop_threshold(rate), keys, 1.0 / (1.0 - rate))
+    return apply_keep(x, keep_mask(shape, rate, keys, like=x, fast=fast), rate)
 
 
 # Monte Carlo mode: `mc_predict` switches the dropout family on while the

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 _LAYER_EXPECTED = "a Keras layer with a `kernel` weight, such as Dense or Conv2D"
 
@@ -90,10 +90,8 @@ class DropConnect(DropoutFamilyLayer):
         if self.rate == 1:
             masked = ops.zeros_like(value)
         else:
-            keep = keep_mask(
-                tuple(value.shape), self.rate, self._next_keys(), like=value
-            )
-            masked = apply_keep(value, keep, self.rate)
+            shape = tuple(value.shape)
+            masked = drop(value, shape, self.rate, self._next_keys())
 
         # The wrapped layer runs through its own __call__ (autocasting,
         # masking) with its kernel read as `masked`. Its other variables are

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 _NOISE_SHAPE_EXPECTED = "a tuple whose entries are positive ints or None"
 
@@ -126,8 +126,7 @@ class Dropout(DropoutFamilyLayer):
         if self.rate == 1:
             return ops.zeros_like(inputs)
         shape = resolve_noise_shape(self.noise_shape, inputs)
-        keep = keep_mask(shape, self.rate, self._next_keys(), like=inputs)
-        return apply_keep(inputs, keep, self.rate)
+        return drop(inputs, shape, self.rate, self._next_keys())
 
     def compute_output_shape(self, input_shape):
         return input_shape

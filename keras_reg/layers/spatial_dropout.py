@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed, check_str
-from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 _DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -46,10 +46,8 @@ class _SpatialDropout(DropoutFamilyLayer):
             return inputs
         if self.rate == 1:
             return ops.zeros_like(inputs)
-        keep = keep_mask(
-            self._noise_shape(inputs), self.rate, self._next_keys(), like=inputs
-        )
-        return apply_keep(inputs, keep, self.rate)
+        shape = self._noise_shape(inputs)
+        return drop(inputs, shape, self.rate, self._next_keys())
 
     def compute_output_shape(self, input_shape):
         return input_shape

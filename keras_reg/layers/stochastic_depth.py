@@ -4,7 +4,7 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed
-from keras_reg.layers._masks import DropoutFamilyLayer, apply_keep, keep_mask
+from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 
 @register
@@ -77,8 +77,7 @@ class StochasticDepth(DropoutFamilyLayer):
                 return shortcut + ops.zeros_like(residual)
             shape = ops.shape(residual)
             noise_shape = (shape[0],) + (1,) * (len(shape) - 1)
-            keep = keep_mask(noise_shape, self.rate, self._next_keys(), like=residual)
-            residual = apply_keep(residual, keep, self.rate)
+            residual = drop(residual, noise_shape, self.rate, self._next_keys())
         return ops.add(shortcut, residual)
 
     def compute_output_shape(self, input_shape):
