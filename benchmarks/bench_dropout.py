@@ -18,6 +18,12 @@ round, and reports the median over the rounds:
   1024 inputs) of `DropConnect(Dense(1024), 0.5)` against a plain
   `Dense(1024)`.
 
+`spatial_dropout_2d` also reports `floor_ms`: the same pass with a fixed,
+precomputed mask, which no implementation drawing a fresh mask can beat.
+
+Each case runs in a fresh process: a case's large allocations otherwise
+change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
+runs only the cases named, in this process.
 On PyTorch, `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
 machine whose cores are shared with other work, intra-op threads stall at
 each operation's barrier, which penalizes many short operations.
@@ -26,6 +32,7 @@ each operation's barrier, which penalizes many short operations.
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -45,6 +52,18 @@ if BACKEND == "torch" and os.environ.get("BENCH_TORCH_THREADS"):
 SHAPE = (64, 32, 32, 64)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 CALLS_PER_ROUND = 2
+CASES = (
+    os.environ.get("BENCH_CASES", "").split(",")
+    if os.environ.get("BENCH_CASES")
+    else None
+)
+
+
+CASE_NAMES = ("dropout", "spatial_dropout_2d", "drop_connect_dense_1024")
+
+
+def _selected(case):
+    return CASES is None or case in CASES
 
 
 def _forward_backward(layer, x, g):
@@ -135,7 +154,28 @@ def _report(case, ms, baseline, target, **extra):
     print(json.dumps(line), flush=True)
 
 
+class _FixedMask(keras.layers.Layer):
+    """The floor of spatial dropout: multiplies by a precomputed mask."""
+
+    def __init__(self, shape):
+        super().__init__()
+        rng = np.random.default_rng(1)
+        keep = rng.random((shape[0], 1, 1, shape[-1])) >= 0.5
+        self.multiplier = keras.ops.convert_to_tensor(2.0 * keep, "float32")
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return inputs * self.multiplier
+
+
 def main():
+    if CASES is None:
+        for case in CASE_NAMES:
+            env = dict(os.environ, BENCH_CASES=case)
+            subprocess.run(
+                [sys.executable, os.path.abspath(__file__)], env=env, check=True
+            )
+        return
     rng = np.random.default_rng(0)
     x = rng.normal(size=SHAPE).astype("float32")
     g = rng.normal(size=SHAPE).astype("float32")
@@ -149,22 +189,24 @@ def main():
             keras.layers.SpatialDropout2D,
         ),
     ):
-        ms = _time(
-            {
-                "keras_reg": _forward_backward(ours(0.5), x, g),
-                "keras": _forward_backward(theirs(0.5), x, g),
-                "keras_seeded": _forward_backward(theirs(0.5, seed=1), x, g),
-            }
-        )
-        _report(
-            case,
-            ms,
-            "keras",
-            target,
-            shape=list(SHAPE),
-            keras_seeded_ms=round(ms["keras_seeded"], 2),
-        )
+        if not _selected(case):
+            continue
+        functions = {
+            "keras_reg": _forward_backward(ours(0.5), x, g),
+            "keras": _forward_backward(theirs(0.5), x, g),
+            "keras_seeded": _forward_backward(theirs(0.5, seed=1), x, g),
+        }
+        if case == "spatial_dropout_2d":
+            functions["floor"] = _forward_backward(_FixedMask(SHAPE), x, g)
+        ms = _time(functions)
+        extra = {"keras_seeded_ms": round(ms["keras_seeded"], 2)}
+        if "floor" in ms:
+            extra["floor_ms"] = round(ms["floor"], 2)
+            extra["floor_ratio"] = round(ms["floor"] / ms["keras"], 3)
+        _report(case, ms, "keras", target, shape=list(SHAPE), **extra)
 
+    if not _selected("drop_connect_dense_1024"):
+        return
     inputs = rng.normal(size=(64, 1024)).astype("float32")
     targets = rng.normal(size=(64, 1024)).astype("float32")
     ms = _time(

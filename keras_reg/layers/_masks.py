@@ -217,14 +217,18 @@ def _compiled_keep(backend):
 
             _compiled[backend] = tf.function(keep, jit_compile=True)
         else:
-            import functools
-
             import jax
 
             def bitcast(h):
                 return jax.lax.bitcast_convert_type(h, "uint16")
 
-            keep = functools.partial(_bitcast_keep, bitcast)
+            def keep(shape, threshold, k1, k2):
+                # The barrier makes XLA materialize the mask: fused into a
+                # consumer that broadcasts it (spatial dropout), the hash
+                # would be recomputed for every element of the output.
+                mask = _bitcast_keep(bitcast, shape, threshold, k1, k2)
+                return jax.lax.optimization_barrier(mask)
+
             _compiled[backend] = jax.jit(keep, static_argnums=(0, 1))
     return _compiled[backend]
 
