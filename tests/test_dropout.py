@@ -118,6 +118,17 @@ def test_fast_path_and_portable_path_give_the_same_mask(shape):
     np.testing.assert_array_equal(fast, reference_keep(shape, 0.37, 123456789, 42))
 
 
+@pytest.mark.parametrize(
+    "seed, counter", [(0, 0), (11, 1), (2**31 - 1, 2**31 - 1), (3_000_000_000, 5)]
+)
+def test_host_keys_equal_the_graph_keys(seed, counter):
+    # The dropout layers derive keys on the host (PyTorch, Monte Carlo mode)
+    # or in graph code (TensorFlow, JAX); both must give the same int32 keys.
+    state = np.array([seed, counter], dtype="int64").astype("int32")
+    graph = _masks.keys_from_state(keras.ops.convert_to_tensor(state))
+    assert tuple(int(k) for k in graph) == _masks.host_keys_from_state(seed, counter)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize(
     "x_shape, mask_shape", [((64, 33), (64, 33)), ((4, 3, 5, 6), (4, 1, 1, 6))]

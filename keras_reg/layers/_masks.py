@@ -189,7 +189,7 @@ def _torch_keep(shape, threshold, k1, k2, device):
 def _torch_drop(x, shape, threshold, keys, scale):
     import torch
 
-    kept = _torch_kept(shape, threshold, int(keys[0]), int(keys[1]), x.device)
+    kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device)
     if x.dtype == torch.float32:
         # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
         # multiplier without a conversion kernel.
@@ -200,22 +200,43 @@ def _torch_drop(x, shape, threshold, keys, scale):
     return x * multiplier.view(shape)
 
 
+class SeedState:
+    """A seed generator's state, turned into mask keys where the mask is drawn.
+
+    `keep_mask` and `drop` take either keys `(k1, k2)` or a `SeedState`. On
+    TensorFlow the keys are then derived inside the compiled mask function:
+    as separate graph operations, `keys_from_state`'s twenty scalar kernels
+    took longer than hashing a whole 1024x1024 mask. On PyTorch they are
+    derived on the host.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
+
+
+def _graph_keys(keys):
+    if isinstance(keys, SeedState):
+        return keys_from_state(keys.state)
+    return keys
+
+
+def _host_keys(keys):
+    if isinstance(keys, SeedState):
+        seed, counter = keys.state.tolist()
+        return host_keys_from_state(seed, counter)
+    return int(keys[0]), int(keys[1])
+
+
 _compiled = {}
 
 
-def _compiled_keep(backend):
-    """Returns the XLA-compiled mask function of TensorFlow or JAX."""
+def _compiled_functions(backend):
+    """Returns the XLA-compiled mask functions of TensorFlow or JAX."""
     if backend not in _compiled:
         if backend == "tensorflow":
-            import tensorflow as tf
-
-            def bitcast(h):
-                return tf.bitcast(h, tf.uint16)
-
-            def keep(shape, threshold, k1, k2):
-                return _bitcast_keep(bitcast, tf.unstack(shape), threshold, k1, k2)
-
-            _compiled[backend] = tf.function(keep, jit_compile=True)
+            _compiled[backend] = _tf_functions()
         else:
             import jax
 
@@ -229,8 +250,44 @@ def _compiled_keep(backend):
                 mask = _bitcast_keep(bitcast, shape, threshold, k1, k2)
                 return jax.lax.optimization_barrier(mask)
 
-            _compiled[backend] = jax.jit(keep, static_argnums=(0, 1))
+            _compiled[backend] = {"keep": jax.jit(keep, static_argnums=(0, 1))}
     return _compiled[backend]
+
+
+def _tf_functions():
+    import tensorflow as tf
+
+    def bitcast(h):
+        return tf.bitcast(h, tf.uint16)
+
+    def keep(shape, threshold, key_input, from_state):
+        if from_state:
+            k1, k2 = keys_from_state(key_input)
+        else:
+            k1, k2 = key_input[0], key_input[1]
+        return _bitcast_keep(bitcast, tf.unstack(shape), threshold, k1, k2)
+
+    def multiplier(shape, threshold, key_input, from_state, scale, dtype):
+        mask = keep(shape, threshold, key_input, from_state)
+        return tf.where(mask, tf.constant(scale, dtype), tf.zeros((), dtype))
+
+    # Keras does not XLA-compile TensorFlow training on CPU: a mask returned
+    # to the graph would be cast and scaled by separate kernels, each a pass
+    # over the mask, so `drop` takes the multiplier instead.
+    return {
+        "keep": tf.function(keep, jit_compile=True),
+        "multiplier": tf.function(multiplier, jit_compile=True),
+    }
+
+
+def _tf_arguments(shape, threshold, keys):
+    import tensorflow as tf
+
+    shape_tensor = tf.stack([tf.cast(dim, tf.int32) for dim in shape])
+    if isinstance(keys, SeedState):
+        return shape_tensor, threshold, keys.state, True
+    key_input = tf.stack([tf.cast(keys[0], tf.int32), tf.cast(keys[1], tf.int32)])
+    return shape_tensor, threshold, key_input, False
 
 
 def keep_mask(shape, rate, keys, *, like=None, fast=True):
@@ -240,29 +297,27 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
         shape: the mask shape; entries are ints or, on TensorFlow, scalar
             tensors for dynamic dimensions.
         rate: the drop probability.
-        keys: `(k1, k2)`, int32 scalars from `keys_from_state` or `mc_keys`.
+        keys: `(k1, k2)`, int32 scalars from `keys_from_state` or an
+            `MCContext`, or a `SeedState`.
         like: a tensor on the device the mask should live on (PyTorch).
         fast: False forces the portable `keras.ops` path.
     """
     threshold = drop_threshold(rate)
-    k1, k2 = keys
     backend = keras.backend.backend()
     fast = fast and sys.byteorder == "little"
     if fast and backend == "tensorflow":
-        import tensorflow as tf
-
-        shape_tensor = tf.stack([tf.cast(dim, tf.int32) for dim in shape])
-        k1 = tf.cast(k1, tf.int32)
-        k2 = tf.cast(k2, tf.int32)
-        return _compiled_keep(backend)(shape_tensor, threshold, k1, k2)
-    if fast and backend == "jax":
-        k1 = ops.convert_to_tensor(k1, "int32")
-        k2 = ops.convert_to_tensor(k2, "int32")
-        return _compiled_keep(backend)(tuple(shape), threshold, k1, k2)
+        function = _compiled_functions(backend)["keep"]
+        return function(*_tf_arguments(shape, threshold, keys))
     if fast and backend == "torch":
         device = like.device if like is not None else None
         if device is None or device.type != "meta":
-            return _torch_keep(shape, threshold, int(k1), int(k2), device)
+            return _torch_keep(shape, threshold, *_host_keys(keys), device)
+    k1, k2 = _graph_keys(keys)
+    if fast and backend == "jax":
+        k1 = ops.convert_to_tensor(k1, "int32")
+        k2 = ops.convert_to_tensor(k2, "int32")
+        function = _compiled_functions(backend)["keep"]
+        return function(tuple(shape), threshold, k1, k2)
     return _portable_keep(tuple(shape), threshold, k1, k2)
 
 
@@ -282,16 +337,20 @@ def drop(x, shape, rate, keys, *, fast=True):
     """Returns `x` with a fresh keep-mask of `shape` applied, survivors scaled.
 
     The same numbers as `apply_keep(x, keep_mask(shape, rate, keys), rate)`;
-    `shape` broadcasts against `x`'s shape. On PyTorch the multiplier is
-    built from the mask's integer form directly.
+    `shape` broadcasts against `x`'s shape. On TensorFlow the compiled mask
+    function returns the multiplier; on PyTorch it is built from the mask's
+    integer form directly.
     """
-    if (
-        fast
-        and keras.backend.backend() == "torch"
-        and sys.byteorder == "little"
-        and x.device.type != "meta"
-    ):
-        return _torch_drop(x, shape, drop_threshold(rate), keys, 1.0 / (1.0 - rate))
+    backend = keras.backend.backend()
+    fast = fast and sys.byteorder == "little"
+    threshold = drop_threshold(rate)
+    scale = 1.0 / (1.0 - rate)
+    if fast and backend == "torch" and x.device.type != "meta":
+        return _torch_drop(x, shape, threshold, _host_keys(keys), scale)
+    if fast and backend == "tensorflow":
+        function = _compiled_functions(backend)["multiplier"]
+        arguments = _tf_arguments(shape, threshold, keys)
+        return x * function(*arguments, scale, x.dtype)
     return apply_keep(x, keep_mask(shape, rate, keys, like=x, fast=fast), rate)
 
 
@@ -314,6 +373,14 @@ def _fmix32_int(h):
     return h ^ (h >> 16)
 
 
+def host_keys_from_state(seed, counter):
+    """`keys_from_state` on Python ints: the same int32 keys."""
+    return tuple(
+        _signed(_fmix32_int((value ^ salt) & 0xFFFFFFFF))
+        for value, salt in ((seed, _SEED_SALT), (counter, _COUNTER_SALT))
+    )
+
+
 class MCContext:
     """Hands out seed states for each dropout-family call of a Monte Carlo pass.
 
@@ -333,12 +400,9 @@ class MCContext:
         self.call_index = 0
 
     def next_keys(self):
-        state = (_fmix32_int(self.base + self.call_index), self.pass_index)
+        seed = _fmix32_int(self.base + self.call_index)
         self.call_index += 1
-        return tuple(
-            _signed(_fmix32_int(value ^ (salt & 0xFFFFFFFF)))
-            for value, salt in zip(state, (_SEED_SALT, _COUNTER_SALT), strict=True)
-        )
+        return host_keys_from_state(seed, self.pass_index)
 
     def __enter__(self):
         if mc_context() is not None:
@@ -374,7 +438,7 @@ class DropoutFamilyLayer(keras.layers.Layer):
         context = mc_context()
         if context is not None:
             return context.next_keys()
-        return keys_from_state(self.seed_generator.next())
+        return SeedState(self.seed_generator.next())
 
     @classmethod
     def from_config(cls, config):
