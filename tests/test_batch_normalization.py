@@ -414,15 +414,15 @@ def test_renorm_corrections_are_constants_for_gradients():
     np.testing.assert_allclose(grads["beta"], g.sum(axis=0), rtol=1e-5)
 
 
-def _gradients(layer, x, upstream):
-    """Gradients of sum(layer(x, training=True) * upstream) by weight name."""
+def _gradients(layer, x, upstream, training=True):
+    """Gradients of sum(layer(x, training) * upstream) by weight name."""
     trainable = layer.trainable_variables
     non_trainable = layer.non_trainable_variables
     upstream = keras.ops.convert_to_tensor(upstream)
 
     def loss_fn(trainable_values, x):
         y, _ = layer.stateless_call(
-            trainable_values, non_trainable_values, x, training=True
+            trainable_values, non_trainable_values, x, training=training
         )
         return keras.ops.sum(y * upstream)
 

@@ -77,6 +77,8 @@ def test_kernel_matches_portable_path(shape, axis, kwargs):
         outputs = [to_numpy(layer(x, training=True)) for _ in range(2)]
         outputs.append(to_numpy(layer(x, training=False)))
         grads = _gradients(layer, x, upstream)
+        inference_grads = _gradients(layer, x, upstream, training=False)
+        grads.update({f"inference {k}": v for k, v in inference_grads.items()})
         results.append((outputs, grads, layer.get_weights()))
     (fast_out, fast_grads, fast_weights), (ref_out, ref_grads, ref_weights) = results
     for a, b in zip(fast_out, ref_out, strict=True):

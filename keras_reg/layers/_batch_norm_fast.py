@@ -13,7 +13,7 @@ from keras import ops
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
-def available(layer, x, *, mask, training):
+def available(layer, x, *, mask, training, dtype=None):
     """Whether a backend kernel can run this call with Keras's semantics.
 
     TensorFlow: the fused kernel for a last-axis (channels-last) input. On CPU
@@ -32,7 +32,8 @@ def available(layer, x, *, mask, training):
     axis = layer.axis % rank
     if rank < 2:
         return False
-    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype is None:
+        dtype = keras.backend.standardize_dtype(x.dtype)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         if dtype != "float32" or axis != rank - 1:
@@ -155,20 +156,23 @@ def _torch_train(layer, x, axis, gamma, beta):
 def _torch_infer(layer, x, axis, mean, variance, gamma, beta):
     import torch
 
-    # torch.batch_norm rather than torch.nn.functional.batch_norm: the same
-    # kernel without the wrapper's Python checks, which show at small sizes.
-    y = torch.batch_norm(
-        _torch_view(x, axis),
-        gamma,
-        beta,
-        mean,
-        variance,
-        False,
-        0.0,
-        layer.epsilon,
-        _cudnn(),
-    )
-    return y.reshape(x.shape)
+    # Inference is `x * a + c` with per-channel `a = gamma / sqrt(variance +
+    # epsilon)` and `c = beta - mean * a`: one fused multiply-add pass
+    # (torch.addcmul), which measured faster on CPU than torch.batch_norm's
+    # inference kernel (45 vs 85 us at 1024x512, 454 vs 730 us at
+    # 64x32x32x64, 2 threads).
+    scale = torch.rsqrt(variance + layer.epsilon)
+    if gamma is not None:
+        scale = scale * gamma
+    if beta is None:
+        offset = -(mean * scale)
+    else:
+        offset = torch.addcmul(beta, mean, scale, value=-1)
+    view = _torch_view(x, axis)
+    if view.ndim == 3:
+        scale = scale[:, None]
+        offset = offset[:, None]
+    return torch.addcmul(offset, view, scale).reshape(x.shape)
 
 
 def _cudnn():

@@ -364,30 +364,34 @@ class BatchNormalization(keras.layers.Layer):
         # No-op casts are skipped: on eager torch the layer's per-call Python
         # overhead is measurable beside small kernels.
         x = inputs if input_dtype == compute_dtype else ops.cast(inputs, compute_dtype)
-        gamma = None if self.gamma is None else self._read(self.gamma, compute_dtype)
-        beta = None if self.beta is None else self._read(self.beta, compute_dtype)
+        read = self._reader(compute_dtype)
+        gamma = None if self.gamma is None else read(self.gamma)
+        beta = None if self.beta is None else read(self.beta)
         if training and self.trainable:
             outputs = self._train(x, mask, gamma, beta)
         else:
-            outputs = self._infer(x, gamma, beta)
+            outputs = self._infer(x, gamma, beta, read, compute_dtype)
         if compute_dtype == self.compute_dtype:
             return outputs
         return ops.cast(outputs, self.compute_dtype)
 
-    def _read(self, variable, dtype):
-        """The variable's value in `dtype`, the call's statistics dtype."""
+    def _reader(self, dtype):
+        """Returns a function reading a variable's value in `dtype`.
+
+        Decided once per call: on eager torch the layer's Python overhead is
+        measurable beside a 1024x512 inference kernel.
+        """
         if self.variable_dtype == dtype:
-            return variable.value
-        return ops.cast(variable, dtype)
+            return _value
+        return lambda variable: ops.cast(variable, dtype)
 
     # Inference -------------------------------------------------------------
 
-    def _infer(self, x, gamma, beta):
+    def _infer(self, x, gamma, beta, read, dtype):
         axis = self.axis % len(x.shape)
-        dtype = keras.backend.standardize_dtype(x.dtype)
-        mean = self._read(self.moving_mean, dtype)
-        variance = self._read(self.moving_variance, dtype)
-        if fast.available(self, x, mask=None, training=False):
+        mean = read(self.moving_mean)
+        variance = read(self.moving_variance)
+        if fast.available(self, x, mask=None, training=False, dtype=dtype):
             return fast.infer(self, x, axis, mean, variance, gamma, beta)
         shape = _param_shape(len(x.shape), axis, mean.shape[0])
         return _normalize(
@@ -589,6 +593,10 @@ class BatchNormalization(keras.layers.Layer):
         if self.virtual_batch_size is not None:
             config["virtual_batch_size"] = self.virtual_batch_size
         return {**super().get_config(), **config}
+
+
+def _value(variable):
+    return variable.value
 
 
 def _param_shape(rank, axis, channels):
