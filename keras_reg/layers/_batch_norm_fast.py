@@ -74,6 +74,13 @@ def infer(layer, x, axis, mean, variance, gamma, beta):
     return _torch_infer(layer, x, axis, mean, variance, gamma, beta)
 
 
+def _tf_shape(x):
+    """The static shape where it is known: one graph operation fewer."""
+    import tensorflow as tf
+
+    return x.shape if x.shape.is_fully_defined() else tf.shape(x)
+
+
 def _tf_scale_offset(x, gamma, beta):
     import tensorflow as tf
 
@@ -105,7 +112,7 @@ def _tf_train(layer, x, gamma, beta):
     variance = tf.where(
         count > 1.0, variance * ((count - 1.0) / count), tf.zeros_like(variance)
     )
-    return tf.reshape(y, tf.shape(x)), mean, variance
+    return tf.reshape(y, _tf_shape(x)), mean, variance
 
 
 def _tf_infer(layer, x, mean, variance, gamma, beta):
@@ -124,7 +131,7 @@ def _tf_infer(layer, x, mean, variance, gamma, beta):
         is_training=False,
         data_format="NHWC",
     )
-    return tf.reshape(y, tf.shape(x))
+    return tf.reshape(y, _tf_shape(x))
 
 
 def _torch_view(x, axis):
