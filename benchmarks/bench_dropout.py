@@ -158,7 +158,7 @@ class _FixedMask(keras.layers.Layer):
     """The floor of spatial dropout: multiplies by a precomputed mask."""
 
     def __init__(self, shape):
-        super().__init__()
+        super().__init__(name="fixed_mask")
         rng = np.random.default_rng(1)
         keep = rng.random((shape[0], 1, 1, shape[-1])) >= 0.5
         self.multiplier = keras.ops.convert_to_tensor(2.0 * keep, "float32")

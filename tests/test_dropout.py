@@ -14,6 +14,8 @@ from tests.helpers import (
     run_layer_test,
 )
 
+BACKEND = keras.backend.backend()
+
 
 def _fmix32(h):
     h = np.asarray(h, dtype=np.uint32)
@@ -118,34 +120,74 @@ def test_fast_path_and_portable_path_give_the_same_mask(shape):
     np.testing.assert_array_equal(fast, reference_keep(shape, 0.37, 123456789, 42))
 
 
-@pytest.mark.parametrize(
-    "seed, counter", [(0, 0), (11, 1), (2**31 - 1, 2**31 - 1), (3_000_000_000, 5)]
-)
-def test_host_keys_equal_the_graph_keys(seed, counter):
-    # The dropout layers derive keys on the host (PyTorch, Monte Carlo mode)
-    # or in graph code (TensorFlow, JAX); both must give the same int32 keys.
-    state = np.array([seed, counter], dtype="int64").astype("int32")
-    graph = _masks.keys_from_state(keras.ops.convert_to_tensor(state))
-    assert tuple(int(k) for k in graph) == _masks.host_keys_from_state(seed, counter)
+@pytest.mark.parametrize("seed", [0, 11, 2**31 - 1])
+def test_keys_derived_from_a_seed_generator_state_match_explicit_keys(seed):
+    # Layers hand the mask functions a SeedState: its keys are derived inside
+    # TensorFlow's compiled function, in traced JAX code or on the host for
+    # PyTorch. Every route must give the keys of keys_from_state.
+    generator = keras.random.SeedGenerator(seed)
+    for _ in range(3):
+        state = generator.next()
+        expected = tuple(int(k) for k in _masks.keys_from_state(state))
+        seed_value, counter = (int(v) for v in _numpy(state))
+        assert _masks.host_keys_from_state(seed_value, counter) == expected
+        for shape in [(5, 7), (64, 33)]:
+            via_state = _masks.keep_mask(shape, 0.4, _masks.SeedState(state))
+            via_keys = _masks.keep_mask(shape, 0.4, expected, fast=False)
+            np.testing.assert_array_equal(_numpy(via_state), _numpy(via_keys))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+# Rates whose 16-bit threshold is 0 (nothing dropped), 2**16 (everything
+# dropped), a typical one, and one whose scale 1 / (1 - rate) rounds
+# differently to float16 directly than through float32.
+EDGE_RATES = [1e-9, 0.999999, 0.3, 0.3331162379896437]
+
+
+@pytest.mark.parametrize("rate", EDGE_RATES)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
 @pytest.mark.parametrize(
     "x_shape, mask_shape", [((64, 33), (64, 33)), ((4, 3, 5, 6), (4, 1, 1, 6))]
 )
-def test_fast_drop_gives_the_numbers_of_the_portable_path(x_shape, mask_shape, dtype):
+def test_fast_drop_gives_the_numbers_of_the_portable_path(
+    x_shape, mask_shape, dtype, rate
+):
+    if dtype == "float64" and BACKEND == "jax":
+        pytest.skip("JAX truncates float64 unless jax_enable_x64 is set")
+    if dtype == "float16" and 1 / (1 - rate) > np.finfo("float16").max:
+        pytest.skip("the survivors' scale overflows float16")
     state = keras.ops.convert_to_tensor(np.array([987, 6], dtype="int32"))
     keys = _masks.keys_from_state(state)
-    x = np.random.default_rng(0).normal(size=x_shape).astype(dtype)
-    fast = _numpy(_masks.drop(keras.ops.convert_to_tensor(x), mask_shape, 0.3, keys))
-    portable = _numpy(
-        _masks.drop(keras.ops.convert_to_tensor(x), mask_shape, 0.3, keys, fast=False)
-    )
-    assert fast.dtype == np.dtype(dtype)
+    values = np.random.default_rng(0).normal(size=x_shape).astype("float32")
+    x = keras.ops.cast(keras.ops.convert_to_tensor(values), dtype)
+
+    def as_float64(tensor):
+        return _numpy(keras.ops.cast(tensor, "float64"))
+
+    fast = as_float64(_masks.drop(x, mask_shape, rate, keys))
+    portable = as_float64(_masks.drop(x, mask_shape, rate, keys, fast=False))
     np.testing.assert_array_equal(fast, portable)
-    keep = reference_keep(mask_shape, 0.3, 987, 6)
-    expected = x * np.where(keep, np.asarray(1 / 0.7, dtype), np.asarray(0, dtype))
-    np.testing.assert_array_equal(fast, expected)
+    # The reference: the documented mask, and 1 / (1 - rate) rounded to
+    # float32 first for every dtype but float64.
+    keep = reference_keep(mask_shape, rate, 987, 6)
+    scale = 1 / (1 - rate)
+    scale = np.float64(scale) if dtype == "float64" else np.float32(scale)
+    zeroed = keras.ops.cast(as_float64(x) * keep, dtype)
+    expected = keras.ops.multiply(zeroed, keras.ops.cast(scale, dtype))
+    np.testing.assert_array_equal(fast, as_float64(expected))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.inference_mode is torch's")
+def test_masks_drawn_inside_torch_inference_mode_leave_training_working():
+    import torch
+
+    layer = Dropout(0.5, seed=1)
+    # Larger than any mask drawn before, so the reused buffer is regrown here.
+    x = torch.ones(4096, 257)
+    with torch.inference_mode():
+        inside = _numpy(layer(x, training=True))
+    outside = _numpy(layer(x, training=True))
+    assert inside.shape == outside.shape == (4096, 257)
+    assert 0 < np.mean(outside == 0) < 1
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])

@@ -97,8 +97,11 @@ def _bitcast_keep(bitcast, shape, threshold, k1, k2):
     # order. It replaces the interleaving stack, which XLA compiles to scalar
     # index arithmetic once it fuses the mask into the multiplication that
     # consumes it (5x slower on a 1024x1024 DropConnect kernel).
+    # The draws are widened to int32 before the comparison: against a
+    # uint16 draw, JAX would narrow the threshold 2**16 to 0 (XLA fuses the
+    # cast into the comparison).
     n, h = _hashed_words(shape, k1, k2)
-    draws = ops.reshape(bitcast(h), (-1,))[:n]
+    draws = ops.cast(ops.reshape(bitcast(h), (-1,))[:n], "int32")
     return ops.reshape(ops.greater_equal(draws, threshold), shape)
 
 
@@ -124,7 +127,10 @@ def _torch_workspace(size, device):
         return empty[0], empty[1]
     buffer = getattr(_torch_buffers, "buffer", None)
     if buffer is None or buffer.shape[1] < size:
-        buffer = torch.empty(2, size, dtype=torch.int32)
+        # A buffer created inside torch.inference_mode() could never again
+        # be written outside it; a normal one can be written inside it.
+        with torch.inference_mode(False):
+            buffer = torch.empty(2, size, dtype=torch.int32)
         _torch_buffers.buffer = buffer
     return buffer[0, :size], buffer[1, :size]
 
@@ -186,16 +192,21 @@ def _torch_keep(shape, threshold, k1, k2, device):
     return kept.to(torch.uint8).view(torch.bool).view(shape)
 
 
-def _torch_drop(x, shape, threshold, keys, scale):
+def _torch_drop(x, shape, threshold, keys, rate):
     import torch
 
     kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device)
     if x.dtype == torch.float32:
         # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
         # multiplier without a conversion kernel.
-        bits = int(np.float32(scale).view(np.int32))
+        bits = int(np.float32(1.0 / (1.0 - rate)).view(np.int32))
         multiplier = kept.bitwise_and_(bits).view(torch.float32)
     else:
+        # torch multiplies a 16-bit tensor by a Python float in float32, so
+        # this rounds as `survivor_scale` does.
+        scale = 1.0 / (1.0 - rate)
+        if x.dtype != torch.float64:
+            scale = float(np.float32(scale))
         multiplier = kept.neg_().to(x.dtype).mul_(scale)
     return x * multiplier.view(shape)
 
@@ -267,9 +278,9 @@ def _tf_functions():
             k1, k2 = key_input[0], key_input[1]
         return _bitcast_keep(bitcast, tf.unstack(shape), threshold, k1, k2)
 
-    def multiplier(shape, threshold, key_input, from_state, scale, dtype):
+    def multiplier(shape, threshold, key_input, from_state, rate, dtype):
         mask = keep(shape, threshold, key_input, from_state)
-        return tf.where(mask, tf.constant(scale, dtype), tf.zeros((), dtype))
+        return tf.cast(mask, dtype) * survivor_scale(rate, dtype.name)
 
     # Keras does not XLA-compile TensorFlow training on CPU: a mask returned
     # to the graph would be cast and scaled by separate kernels, each a pass
@@ -321,6 +332,19 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     return _portable_keep(tuple(shape), threshold, k1, k2)
 
 
+def survivor_scale(rate, dtype):
+    """Returns `1 / (1 - rate)` as a scalar tensor of `dtype`.
+
+    Exact in float64; for every other dtype rounded to float32 first, then to
+    `dtype`, so that every path and every backend multiplies by the same
+    number (backends differ in how they convert a Python float).
+    """
+    scale = 1.0 / (1.0 - rate)
+    if dtype == "float64":
+        return ops.convert_to_tensor(np.float64(scale), "float64")
+    return ops.cast(ops.convert_to_tensor(np.float32(scale), "float32"), dtype)
+
+
 def apply_keep(x, keep, rate):
     """Returns `x * (keep / (1 - rate))`: survivors scaled, the rest zeroed.
 
@@ -329,8 +353,9 @@ def apply_keep(x, keep, rate):
     backend rounds `x * scale` the same way. As in Keras's TensorFlow
     dropout, a dropped NaN or infinity gives NaN.
     """
-    scale = 1.0 / (1.0 - rate)
-    return ops.multiply(x, ops.multiply(ops.cast(keep, x.dtype), scale))
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    multiplier = ops.multiply(ops.cast(keep, dtype), survivor_scale(rate, dtype))
+    return ops.multiply(x, multiplier)
 
 
 def drop(x, shape, rate, keys, *, fast=True):
@@ -344,13 +369,12 @@ def drop(x, shape, rate, keys, *, fast=True):
     backend = keras.backend.backend()
     fast = fast and sys.byteorder == "little"
     threshold = drop_threshold(rate)
-    scale = 1.0 / (1.0 - rate)
     if fast and backend == "torch" and x.device.type != "meta":
-        return _torch_drop(x, shape, threshold, _host_keys(keys), scale)
+        return _torch_drop(x, shape, threshold, _host_keys(keys), rate)
     if fast and backend == "tensorflow":
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)
-        return x * function(*arguments, scale, x.dtype)
+        return x * function(*arguments, rate, x.dtype)
     return apply_keep(x, keep_mask(shape, rate, keys, like=x, fast=fast), rate)
 
 
