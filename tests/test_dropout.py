@@ -1,5 +1,6 @@
 import math
 import re
+import threading
 
 import keras
 import numpy as np
@@ -174,6 +175,20 @@ def test_fast_drop_gives_the_numbers_of_the_portable_path(
     zeroed = keras.ops.cast(as_float64(x) * keep, dtype)
     expected = keras.ops.multiply(zeroed, keras.ops.cast(scale, dtype))
     np.testing.assert_array_equal(fast, as_float64(expected))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the reused workspace is torch's")
+def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
+    monkeypatch.setattr(_masks, "_torch_buffers", threading.local())
+    monkeypatch.setattr(_masks, "_TORCH_WORKSPACE_MAX_WORDS", 2048)
+    keys = (12345, -678)
+    small = _numpy(_masks.keep_mask((40, 50), 0.3, keys, like=keras.ops.zeros(1)))
+    assert _masks._torch_buffers.buffer.shape == (2, 1024)  # 1000 words, one row
+    large = _numpy(_masks.keep_mask((90, 50), 0.3, keys, like=keras.ops.zeros(1)))
+    assert _masks._torch_buffers.buffer.shape == (2, 1024)  # not grown past the cap
+    for mask, shape in ((small, (40, 50)), (large, (90, 50))):
+        portable = _masks.keep_mask(shape, 0.3, keys, fast=False)
+        np.testing.assert_array_equal(mask, _numpy(portable))
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.inference_mode is torch's")

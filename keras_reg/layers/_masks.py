@@ -109,6 +109,11 @@ _TORCH_COLUMNS = 1024
 
 
 _torch_buffers = threading.local()
+# The largest workspace kept between calls, in int32 words per buffer: two
+# buffers of 32 MiB, enough for masks of up to 2**24 elements (a 4096x4096
+# kernel). Larger masks get fresh buffers, so that one huge mask does not pin
+# hundreds of megabytes for the rest of the process.
+_TORCH_WORKSPACE_MAX_WORDS = 1 << 23
 
 
 def _torch_workspace(size, device):
@@ -117,21 +122,25 @@ def _torch_workspace(size, device):
     PyTorch's CPU allocator returns large blocks to the operating system, so
     a fresh multi-megabyte buffer page-faults on first touch: for a 1024x1024
     mask that doubled the time of the whole hash. The CPU buffers are kept
-    per thread and grow to the largest mask drawn; other devices have caching
-    allocators and get fresh buffers.
+    per thread and grow to the largest mask drawn, up to
+    `_TORCH_WORKSPACE_MAX_WORDS`; other devices have caching allocators and
+    get fresh buffers.
     """
     import torch
 
-    if device is not None and torch.device(device).type != "cpu":
-        empty = torch.empty(2, size, dtype=torch.int32, device=device)
-        return empty[0], empty[1]
-    buffer = getattr(_torch_buffers, "buffer", None)
-    if buffer is None or buffer.shape[1] < size:
-        # A buffer created inside torch.inference_mode() could never again
-        # be written outside it; a normal one can be written inside it.
-        with torch.inference_mode(False):
+    # A buffer created inside torch.inference_mode() could never again be
+    # written outside it; a normal one can be written inside it.
+    with torch.inference_mode(False):
+        if device is not None and torch.device(device).type != "cpu":
+            empty = torch.empty(2, size, dtype=torch.int32, device=device)
+            return empty[0], empty[1]
+        if size > _TORCH_WORKSPACE_MAX_WORDS:
+            empty = torch.empty(2, size, dtype=torch.int32)
+            return empty[0], empty[1]
+        buffer = getattr(_torch_buffers, "buffer", None)
+        if buffer is None or buffer.shape[1] < size:
             buffer = torch.empty(2, size, dtype=torch.int32)
-        _torch_buffers.buffer = buffer
+            _torch_buffers.buffer = buffer
     return buffer[0, :size], buffer[1, :size]
 
 
