@@ -329,8 +329,10 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
         function = _compiled_functions(backend)["keep"]
         return function(*_tf_arguments(shape, threshold, keys))
     if fast and backend == "torch":
-        device = like.device if like is not None else None
-        if device is None or device.type != "meta":
+        import torch
+
+        device = like.device if like is not None else torch.get_default_device()
+        if device.type != "meta":
             return _torch_keep(shape, threshold, *_host_keys(keys), device)
     k1, k2 = _graph_keys(keys)
     if fast and backend == "jax":
