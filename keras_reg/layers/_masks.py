@@ -31,6 +31,8 @@ from keras import ops
 from keras_reg import _validation
 
 RANDOM_BITS = 16
+# The fast paths read each hash word's 16-bit halves in memory order.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _SCALE = 1 << RANDOM_BITS
 
 
@@ -208,14 +210,12 @@ def _torch_drop(x, shape, threshold, keys, rate):
     if x.dtype == torch.float32:
         # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
         # multiplier without a conversion kernel.
-        bits = int(np.float32(1.0 / (1.0 - rate)).view(np.int32))
+        bits = int(np.float32(_scale(rate, "float32")).view(np.int32))
         multiplier = kept.bitwise_and_(bits).view(torch.float32)
     else:
         # torch multiplies a 16-bit tensor by a Python float in float32, so
         # this rounds as `survivor_scale` does.
-        scale = 1.0 / (1.0 - rate)
-        if x.dtype != torch.float64:
-            scale = float(np.float32(scale))
+        scale = _scale(rate, keras.backend.standardize_dtype(x.dtype))
         multiplier = kept.neg_().to(x.dtype).mul_(scale)
     return x * multiplier.view(shape)
 
@@ -324,7 +324,7 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     """
     threshold = drop_threshold(rate)
     backend = keras.backend.backend()
-    fast = fast and sys.byteorder == "little"
+    fast = fast and _LITTLE_ENDIAN
     if fast and backend == "tensorflow":
         function = _compiled_functions(backend)["keep"]
         return function(*_tf_arguments(shape, threshold, keys))
@@ -343,6 +343,12 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     return _portable_keep(tuple(shape), threshold, k1, k2)
 
 
+def _scale(rate, dtype):
+    """`1 / (1 - rate)`: exact for float64, else rounded to float32."""
+    scale = 1.0 / (1.0 - rate)
+    return scale if dtype == "float64" else float(np.float32(scale))
+
+
 def survivor_scale(rate, dtype):
     """Returns `1 / (1 - rate)` as a scalar tensor of `dtype`.
 
@@ -350,10 +356,8 @@ def survivor_scale(rate, dtype):
     `dtype`, so that every path and every backend multiplies by the same
     number (backends differ in how they convert a Python float).
     """
-    scale = 1.0 / (1.0 - rate)
-    if dtype == "float64":
-        return ops.convert_to_tensor(np.float64(scale), "float64")
-    return ops.cast(ops.convert_to_tensor(np.float32(scale), "float32"), dtype)
+    value_dtype = "float64" if dtype == "float64" else "float32"
+    return ops.cast(ops.convert_to_tensor(_scale(rate, dtype), value_dtype), dtype)
 
 
 def apply_keep(x, keep, rate):
@@ -378,7 +382,7 @@ def drop(x, shape, rate, keys, *, fast=True):
     integer form directly.
     """
     backend = keras.backend.backend()
-    fast = fast and sys.byteorder == "little"
+    fast = fast and _LITTLE_ENDIAN
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
         return _torch_drop(x, shape, threshold, _host_keys(keys), rate)

@@ -18,7 +18,7 @@ class _SpatialDropout(DropoutFamilyLayer):
     def __init__(
         self,
         rate: float,
-        data_format: str | None = "channels_last",
+        data_format: str | None = None,
         seed: int | None = None,
         name: str | None = None,
         dtype=None,
@@ -146,16 +146,6 @@ class SpatialDropout2D(_SpatialDropout):
 
     _rank = 4
 
-    def __init__(
-        self,
-        rate: float,
-        data_format: str | None = None,
-        seed: int | None = None,
-        name: str | None = None,
-        dtype=None,
-    ):
-        super().__init__(rate, data_format, seed=seed, name=name, dtype=dtype)
-
 
 @register
 class SpatialDropout3D(_SpatialDropout):
@@ -193,13 +183,3 @@ class SpatialDropout3D(_SpatialDropout):
     """
 
     _rank = 5
-
-    def __init__(
-        self,
-        rate: float,
-        data_format: str | None = None,
-        seed: int | None = None,
-        name: str | None = None,
-        dtype=None,
-    ):
-        super().__init__(rate, data_format, seed=seed, name=name, dtype=dtype)
