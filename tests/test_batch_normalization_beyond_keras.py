@@ -46,7 +46,11 @@ def test_kernel_is_chosen_only_where_valid():
     assert not _uses_kernel(BatchNormalization(axis=2), (4, 3, 5, 6))
     assert not _uses_kernel(last, (1, 3))
     if BACKEND == "tensorflow":
+        # The fused training kernel would raise this epsilon; inference runs
+        # the portable formula compiled by XLA, which takes any epsilon.
         assert not _uses_kernel(BatchNormalization(epsilon=1e-6), (4, 3))
+        small = BatchNormalization(epsilon=1e-6)
+        assert _uses_kernel(small, (4, 3), training=False)
     # Renorm inference is plain inference.
     renorm = BatchNormalization(renorm=True)
     assert _uses_kernel(renorm, (4, 3), training=False) is HAS_KERNEL
@@ -60,6 +64,7 @@ KERNEL_CASES = [
     ((4, 5, 6, 6), 1, {"scale": False}),
     ((4, 5, 7), 1, {"epsilon": 0.1}),
     ((2, 5), -1, {"center": False, "scale": False}),
+    ((8, 4), -1, {"epsilon": 1e-7}),
 ]
 
 

@@ -16,10 +16,12 @@ _FUSED_MIN_EPSILON = 1.001e-5
 def available(layer, x, *, mask, training, dtype=None):
     """Whether a backend kernel can run this call with Keras's semantics.
 
-    TensorFlow: the fused kernel for a last-axis (channels-last) input. On CPU
-    its channels-first (NCHW) variant measured slower than the portable path,
-    so channels-first runs the portable path. Torch: the native kernel for
-    the last axis or axis 1. JAX: none; the portable two-pass formulation
+    TensorFlow: for a last-axis (channels-last) input, the fused kernel in
+    training and the portable formula compiled by XLA at inference. On CPU
+    the fused kernel's channels-first (NCHW) variant measured slower than the
+    portable path, so channels-first runs the portable path. Torch: the
+    native kernel for the last axis or axis 1. JAX: none; the portable
+    two-pass formulation
     (mean, then the mean squared deviation from the mean held constant for
     the gradient) measured faster under XLA than a single-pass
     `E[x**2] - E[x]**2` and than a hand-written backward pass.
@@ -38,9 +40,11 @@ def available(layer, x, *, mask, training, dtype=None):
     if backend == "tensorflow":
         if dtype != "float32" or axis != rank - 1:
             return False
+        if not training:
+            return True
         if layer.epsilon < _FUSED_MIN_EPSILON:
             return False
-        return not (training and _static_count(x, axis) == 1)
+        return _static_count(x, axis) != 1
     if backend == "torch":
         if dtype not in ("float32", "float64") or axis not in (1, rank - 1):
             return False
@@ -68,9 +72,14 @@ def train(layer, x, axis, gamma, beta):
     return _torch_train(layer, x, axis, gamma, beta)
 
 
-def infer(layer, x, axis, mean, variance, gamma, beta):
+def infer(layer, x, axis, mean, variance, gamma, beta, normalize):
+    """Returns the inference outputs.
+
+    `normalize` is the portable formula, `normalize(x, mean, variance, gamma,
+    beta, epsilon, shape)`: TensorFlow runs it XLA-compiled.
+    """
     if keras.backend.backend() == "tensorflow":
-        return _tf_infer(layer, x, mean, variance, gamma, beta)
+        return _tf_infer(layer, x, mean, variance, gamma, beta, normalize)
     return _torch_infer(layer, x, axis, mean, variance, gamma, beta)
 
 
@@ -115,23 +124,20 @@ def _tf_train(layer, x, gamma, beta):
     return tf.reshape(y, _tf_shape(x)), mean, variance
 
 
-def _tf_infer(layer, x, mean, variance, gamma, beta):
+_tf_compiled = {}
+
+
+def _tf_infer(layer, x, mean, variance, gamma, beta, normalize):
     import tensorflow as tf
 
-    channels = x.shape[-1]
-    flat = tf.reshape(x, (-1, 1, 1, channels))
-    scale, offset = _tf_scale_offset(x, gamma, beta)
-    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        flat,
-        scale,
-        offset,
-        mean=mean,
-        variance=variance,
-        epsilon=layer.epsilon,
-        is_training=False,
-        data_format="NHWC",
-    )
-    return tf.reshape(y, _tf_shape(x))
+    # The portable `x * inv + shift`, compiled by XLA into one pass over `x`.
+    # Keras does not XLA-compile TensorFlow on CPU, and there the graph runs
+    # it as two passes, while the fused kernel in inference mode measured
+    # slower than one XLA call (1024x512: 0.25 against 0.18 ms of compute).
+    if normalize not in _tf_compiled:
+        _tf_compiled[normalize] = tf.function(normalize, jit_compile=True)
+    shape = (x.shape[-1],)
+    return _tf_compiled[normalize](x, mean, variance, gamma, beta, layer.epsilon, shape)
 
 
 def _torch_view(x, axis):

@@ -92,7 +92,8 @@ class BatchNormalization(keras.layers.Layer):
     inputs keep finite moving statistics.
 
     Where the backend offers a faster kernel for the case at hand, the layer
-    uses it: TensorFlow's fused batch norm for channels-last inputs, torch's
+    uses it: for channels-last inputs on TensorFlow, the fused batch norm in
+    training and the portable formula compiled by XLA at inference; torch's
     native batch norm for the last axis or axis 1 (no mask, renorm or
     virtual batches in training). The results match the portable `keras.ops`
     path within float32 tolerance; every other case runs the portable path,
@@ -392,7 +393,9 @@ class BatchNormalization(keras.layers.Layer):
         mean = read(self.moving_mean)
         variance = read(self.moving_variance)
         if fast.available(self, x, mask=None, training=False, dtype=dtype):
-            return fast.infer(self, x, axis, mean, variance, gamma, beta)
+            return fast.infer(
+                self, x, axis, mean, variance, gamma, beta, _normalize
+            )
         shape = _param_shape(len(x.shape), axis, mean.shape[0])
         return _normalize(
             x,
