@@ -393,9 +393,7 @@ class BatchNormalization(keras.layers.Layer):
         mean = read(self.moving_mean)
         variance = read(self.moving_variance)
         if fast.available(self, x, mask=None, training=False, dtype=dtype):
-            return fast.infer(
-                self, x, axis, mean, variance, gamma, beta, _normalize
-            )
+            return fast.infer(self, x, axis, mean, variance, gamma, beta, _normalize)
         shape = _param_shape(len(x.shape), axis, mean.shape[0])
         return _normalize(
             x,
