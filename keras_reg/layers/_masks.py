@@ -146,12 +146,31 @@ def _torch_workspace(size, device):
     return buffer[0, :size], buffer[1, :size]
 
 
-def _torch_kept(shape, threshold, k1, k2, device):
+class FirstRoundCache:
+    """Keeps the first hash round of a layer's mask between calls (PyTorch).
+
+    The first round, `fmix32((i * golden) ^ k1)`, depends only on the mask
+    size and on `k1`, which comes from the seed alone: a seed generator's
+    counter, which changes every call, only enters `k2`. A layer whose mask
+    shape is fixed (DropConnect's kernel mask) therefore hashes one round per
+    call instead of two. The cache holds one int32 word per two mask
+    elements. The fast paths of TensorFlow and JAX compute the whole hash in
+    one compiled pass and ignore it.
+    """
+
+    __slots__ = ("entry",)
+
+    def __init__(self):
+        self.entry = None  # ((k1, words, device), first-round words)
+
+
+def _torch_kept(shape, threshold, k1, k2, device, cache=None):
     """Returns int32 `(n,)`: -1 where the portable mask keeps, 0 where it drops.
 
     Every step is an in-place or `out=` kernel on contiguous int32 or int16
     memory. Comparison kernels, which write bool tensors, are avoided: on CPU
-    they are several times slower than integer arithmetic.
+    they are several times slower than integer arithmetic. `cache` is an
+    optional `FirstRoundCache`.
     """
     import torch
 
@@ -160,16 +179,7 @@ def _torch_kept(shape, threshold, k1, k2, device):
         n *= int(dim)
     words = (n + 1) // 2
     rows = -(-words // _TORCH_COLUMNS)
-    # `i * golden` for i = 1..words, as one broadcast addition of a row part
-    # and a column part (both wrap like the product): faster than an arange
-    # followed by a multiplication.
-    row_part = torch.arange(rows, dtype=torch.int32, device=device)
-    row_part.mul_(_signed(_TORCH_COLUMNS * 0x9E3779B9 & 0xFFFFFFFF))
-    column_part = torch.arange(1, _TORCH_COLUMNS + 1, dtype=torch.int32, device=device)
-    column_part.mul_(_GOLDEN)
     h, scratch = _torch_workspace(rows * _TORCH_COLUMNS, device)
-    torch.add(row_part[:, None], column_part, out=h.view(rows, _TORCH_COLUMNS))
-    h = h[:words]
     scratch = scratch[:words]
 
     def xor_shift_right_(h, bits):  # h ^= h >>> bits, the logical shift
@@ -177,13 +187,38 @@ def _torch_kept(shape, threshold, k1, k2, device):
         scratch.bitwise_and_((1 << (32 - bits)) - 1)
         h.bitwise_xor_(scratch)
 
-    for key in (k1, k2):
+    def round_(h, key):  # h = fmix32(h ^ key)
         h.bitwise_xor_(key)
         xor_shift_right_(h, 16)
         h.mul_(_FMIX_1)
         xor_shift_right_(h, 13)
         h.mul_(_FMIX_2)
         xor_shift_right_(h, 16)
+
+    cache_key = (k1, words, str(device))
+    entry = None if cache is None else cache.entry
+    if entry is not None and entry[0] == cache_key:
+        h = h[:words]
+        h.copy_(entry[1])
+    else:
+        # `i * golden` for i = 1..words, as one broadcast addition of a row
+        # part and a column part (both wrap like the product): faster than
+        # an arange followed by a multiplication.
+        row_part = torch.arange(rows, dtype=torch.int32, device=device)
+        row_part.mul_(_signed(_TORCH_COLUMNS * 0x9E3779B9 & 0xFFFFFFFF))
+        column_part = torch.arange(
+            1, _TORCH_COLUMNS + 1, dtype=torch.int32, device=device
+        )
+        column_part.mul_(_GOLDEN)
+        torch.add(row_part[:, None], column_part, out=h.view(rows, _TORCH_COLUMNS))
+        h = h[:words]
+        round_(h, k1)
+        if cache is not None:
+            # A normal tensor even inside torch.inference_mode(), so that it
+            # can be read after it.
+            with torch.inference_mode(False):
+                cache.entry = (cache_key, h.clone())
+    round_(h, k2)
     # On a little-endian machine the int16 view lists each word's low half,
     # then its high half: the portable order. Flipping the sign bit of a half
     # gives `draw - 2**15` as a signed int16; widened to int32,
@@ -203,10 +238,10 @@ def _torch_keep(shape, threshold, k1, k2, device):
     return kept.to(torch.uint8).view(torch.bool).view(shape)
 
 
-def _torch_drop(x, shape, threshold, keys, rate):
+def _torch_drop(x, shape, threshold, keys, rate, cache):
     import torch
 
-    kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device)
+    kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device, cache)
     if x.dtype == torch.float32:
         # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
         # multiplier without a conversion kernel.
@@ -373,19 +408,20 @@ def apply_keep(x, keep, rate):
     return ops.multiply(x, multiplier)
 
 
-def drop(x, shape, rate, keys, *, fast=True):
+def drop(x, shape, rate, keys, *, fast=True, cache=None):
     """Returns `x` with a fresh keep-mask of `shape` applied, survivors scaled.
 
     The same numbers as `apply_keep(x, keep_mask(shape, rate, keys), rate)`;
     `shape` broadcasts against `x`'s shape. On TensorFlow the compiled mask
     function returns the multiplier; on PyTorch it is built from the mask's
-    integer form directly.
+    integer form directly, with the first hash round taken from `cache` (a
+    `FirstRoundCache`) when it holds this mask's.
     """
     backend = keras.backend.backend()
     fast = fast and _LITTLE_ENDIAN
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
-        return _torch_drop(x, shape, threshold, _host_keys(keys), rate)
+        return _torch_drop(x, shape, threshold, _host_keys(keys), rate, cache)
     if fast and backend == "tensorflow":
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, drop
+from keras_reg.layers._masks import DropoutFamilyLayer, FirstRoundCache, drop
 
 _LAYER_EXPECTED = "a Keras layer with a `kernel` weight, such as Dense or Conv2D"
 
@@ -67,6 +67,7 @@ class DropConnect(DropoutFamilyLayer):
         self.rate = check_float("rate", rate, low=0, high=1)
         self.seed = check_seed("seed", seed)
         self._init_seed(self.seed)
+        self._first_round = FirstRoundCache()
         if layer.built:
             self._check_kernel()
 
@@ -91,7 +92,8 @@ class DropConnect(DropoutFamilyLayer):
             masked = ops.zeros_like(value)
         else:
             shape = tuple(value.shape)
-            masked = drop(value, shape, self.rate, self._next_keys())
+            keys = self._next_keys()
+            masked = drop(value, shape, self.rate, keys, cache=self._first_round)
 
         # The wrapped layer runs through its own __call__ (autocasting,
         # masking) with its kernel read as `masked`. Its other variables are
