@@ -55,6 +55,24 @@ def test_mask_is_on_the_kernel_and_shared_by_the_batch():
     np.testing.assert_array_equal(y[:5], y[5:])
 
 
+def test_every_call_draws_the_documented_mask_after_the_first():
+    # On PyTorch, calls after the first reuse the mask's first hash round;
+    # assigning a new seed state must not reuse a stale one.
+    rate = 0.5
+    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
+    x = np.eye(5, dtype="float32")
+    layer.build(x.shape)
+    kernel = _numpy(layer.layer.kernel)
+    scale = np.float32(1 / (1 - rate))
+    states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3)]
+    for seed, counter in states:
+        layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
+        keep = reference_keep(kernel.shape, rate, seed, counter)
+        expected = np.where(keep, kernel * scale, 0)
+        y = _numpy(layer(x, training=True))
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=0)
+
+
 def test_fresh_mask_each_call_and_stored_kernel_unchanged():
     layer = DropConnect(keras.layers.Dense(8), 0.5, seed=4)
     x = np.ones((2, 8), dtype="float32")
