@@ -110,8 +110,20 @@ def test_mask_matches_numpy_reference_of_documented_algorithm():
     np.testing.assert_array_equal(second != 0, reference_keep(shape, 0.3, 11, 1))
 
 
+# PyTorch hashes small CPU masks in NumPy and larger ones with in-place torch
+# kernels; "kernels" forces the second route for every size.
+TORCH_ROUTES = ["numpy", "kernels"] if BACKEND == "torch" else ["default"]
+
+
+@pytest.fixture(params=TORCH_ROUTES)
+def torch_route(request, monkeypatch):
+    if request.param == "kernels":
+        monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(1,), (7,), (2, 3, 5), (64, 33)])
-def test_fast_path_and_portable_path_give_the_same_mask(shape):
+def test_fast_path_and_portable_path_give_the_same_mask(shape, torch_route):
     state = keras.ops.convert_to_tensor(np.array([123456789, 42], dtype="int32"))
     keys = _masks.keys_from_state(state)
     like = keras.ops.zeros(shape)
@@ -150,7 +162,7 @@ EDGE_RATES = [1e-9, 0.999999, 0.3, 0.3331162379896437]
     "x_shape, mask_shape", [((64, 33), (64, 33)), ((4, 3, 5, 6), (4, 1, 1, 6))]
 )
 def test_fast_drop_gives_the_numbers_of_the_portable_path(
-    x_shape, mask_shape, dtype, rate
+    x_shape, mask_shape, dtype, rate, torch_route
 ):
     if dtype == "float64" and BACKEND == "jax":
         pytest.skip("JAX truncates float64 unless jax_enable_x64 is set")
@@ -180,6 +192,7 @@ def test_fast_drop_gives_the_numbers_of_the_portable_path(
 @pytest.mark.skipif(BACKEND != "torch", reason="the reused workspace is torch's")
 def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
     monkeypatch.setattr(_masks, "_torch_buffers", threading.local())
+    monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
     monkeypatch.setattr(_masks, "_TORCH_WORKSPACE_MAX_WORDS", 2048)
     keys = (12345, -678)
     small = _numpy(_masks.keep_mask((40, 50), 0.3, keys, like=keras.ops.zeros(1)))
