@@ -98,6 +98,61 @@ def test_kernel_matches_portable_path(shape, axis, kwargs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's routes only")
+@pytest.mark.parametrize(
+    "signature, route",
+    [
+        (None, "fused"),  # eager: an XLA call would retrace for every shape
+        ((7, 3, 5), "xla"),
+        ((None, 3, 5), "xla"),  # only the batch size varies
+        ((None, None, 5), "fused"),  # a new length would compile each time
+    ],
+)
+def test_tensorflow_inference_routes_match_the_portable_path(
+    signature, route, monkeypatch
+):
+    import tensorflow as tf
+
+    used = []
+    fused = fast._tf_fused_infer
+
+    def spy(*args):
+        used.append("fused")
+        return fused(*args)
+
+    monkeypatch.setattr(fast, "_tf_fused_infer", spy)
+    rng = np.random.default_rng(23)
+    x = rng.normal(1.0, 2.0, (7, 3, 5)).astype("float32")
+    upstream = rng.normal(size=x.shape).astype("float32")
+    # gamma, beta, moving mean, moving variance
+    weights = [rng.normal(size=5).astype("float32") for _ in range(3)]
+    weights.append(rng.uniform(0.5, 2.0, 5).astype("float32"))
+    results = []
+    for use_kernel in (True, False):
+        layer = BatchNormalization(momentum=0.5)
+        layer.build(x.shape)
+        layer.set_weights(weights)
+        layer._use_fast_path = use_kernel
+
+        def step(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=False)
+                loss = tf.reduce_sum(y * upstream)
+            return y, tape.gradient(loss, [x] + layer.trainable_variables)
+
+        if signature is not None:
+            step = tf.function(
+                step, input_signature=[tf.TensorSpec(signature, tf.float32)]
+            )
+        y, grads = step(tf.constant(x))
+        results.append([to_numpy(y)] + [to_numpy(g) for g in grads])
+        if use_kernel:
+            assert used == (["fused"] if route == "fused" else [])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
 @pytest.mark.parametrize("batch", [1, 5])
 def test_fused_kernel_with_batch_size_unknown_while_tracing(batch):

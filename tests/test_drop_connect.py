@@ -66,7 +66,7 @@ def test_every_call_draws_the_documented_mask_after_the_first(monkeypatch):
     layer.build(x.shape)
     kernel = _numpy(layer.layer.kernel)
     scale = np.float32(1 / (1 - rate))
-    states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3)]
+    states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3), (12, 0), (11, 1)]
     for seed, counter in states:
         layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
         keep = reference_keep(kernel.shape, rate, seed, counter)

@@ -189,6 +189,59 @@ def test_fast_drop_gives_the_numbers_of_the_portable_path(
     np.testing.assert_array_equal(fast, as_float64(expected))
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA route only")
+@pytest.mark.parametrize(
+    "signature, compiled", [((4, 6, 5), True), ((None, None, 5), False)]
+)
+def test_tensorflow_compiles_masks_only_when_the_features_are_static(
+    signature, compiled, monkeypatch
+):
+    # XLA compiles once per concrete shape: a length unknown while tracing
+    # would compile for every new size, so such masks take the graph kernels.
+    import tensorflow as tf
+
+    calls = []
+    functions = _masks._compiled_functions
+
+    def spy(backend):
+        calls.append(backend)
+        return functions(backend)
+
+    monkeypatch.setattr(_masks, "_compiled_functions", spy)
+    layer = Dropout(0.4, seed=5)
+    step = tf.function(
+        lambda x: layer(x, training=True),
+        input_signature=[tf.TensorSpec(signature, tf.float32)],
+    )
+    y = _numpy(step(tf.ones((4, 6, 5))))
+    assert bool(calls) is compiled
+    np.testing.assert_array_equal(y != 0, reference_keep((4, 6, 5), 0.4, 5, 0))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA route only")
+def test_tensorflow_without_xla_draws_masks_with_graph_kernels(monkeypatch):
+    import platform
+
+    import tensorflow as tf
+
+    from keras_reg.layers import _xla
+
+    # Apple-silicon GPUs (tensorflow-metal) have no XLA; Keras turns
+    # jit_compile off there too.
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    gpus = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: gpus)
+    assert _xla.tf_xla_available.__wrapped__()
+    gpus.append("GPU:0")
+    assert not _xla.tf_xla_available.__wrapped__()
+
+    monkeypatch.setattr(_xla, "tf_xla_available", lambda: False)
+    monkeypatch.setattr(_masks, "_compiled_functions", None)  # never called
+    y = _numpy(Dropout(0.4, seed=5)(np.ones((4, 6, 5), "float32"), training=True))
+    np.testing.assert_array_equal(y != 0, reference_keep((4, 6, 5), 0.4, 5, 0))
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the reused workspace is torch's")
 def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
     monkeypatch.setattr(_masks, "_torch_buffers", threading.local())

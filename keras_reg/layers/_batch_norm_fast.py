@@ -9,6 +9,8 @@ never imports a framework the user did not choose.
 import keras
 from keras import ops
 
+from keras_reg.layers import _xla
+
 # tf.compat.v1.nn.fused_batch_norm silently raises a smaller epsilon to this.
 _FUSED_MIN_EPSILON = 1.001e-5
 
@@ -17,7 +19,9 @@ def available(layer, x, *, mask, training, dtype=None):
     """Whether a backend kernel can run this call with Keras's semantics.
 
     TensorFlow: for a last-axis (channels-last) input, the fused kernel in
-    training and the portable formula compiled by XLA at inference. On CPU
+    training; at inference, the portable formula compiled by XLA where only
+    the batch dimension may vary between calls (`_xla`), else the fused
+    kernel, or the portable path for an epsilon the kernel would raise. On CPU
     the fused kernel's channels-first (NCHW) variant measured slower than the
     portable path, so channels-first runs the portable path. Torch: the
     native kernel for the last axis or axis 1. JAX: none; the portable
@@ -130,14 +134,46 @@ _tf_compiled = {}
 def _tf_infer(layer, x, mean, variance, gamma, beta, normalize):
     import tensorflow as tf
 
-    # The portable `x * inv + shift`, compiled by XLA into one pass over `x`.
-    # Keras does not XLA-compile TensorFlow on CPU, and there the graph runs
-    # it as two passes, while the fused kernel in inference mode measured
-    # slower than one XLA call (1024x512: 0.25 against 0.18 ms of compute).
-    if normalize not in _tf_compiled:
-        _tf_compiled[normalize] = tf.function(normalize, jit_compile=True)
     shape = (x.shape[-1],)
-    return _tf_compiled[normalize](x, mean, variance, gamma, beta, layer.epsilon, shape)
+    # In a graph, the portable `x * inv + shift` compiled by XLA: one pass
+    # over `x`. Keras does not XLA-compile TensorFlow on CPU, and there the
+    # graph runs it as two passes, while the fused kernel in inference mode
+    # measured slower than one XLA call (1024x512: 0.25 against 0.18 ms of
+    # compute). Eager calls would retrace per shape, and a dynamic feature
+    # dimension would compile per size: those take the fused kernel.
+    if (
+        not tf.executing_eagerly()
+        and _xla.tf_xla_shape_ok(x.shape)
+        and _xla.tf_xla_available()
+    ):
+        if normalize not in _tf_compiled:
+            _tf_compiled[normalize] = tf.function(
+                normalize, jit_compile=True, reduce_retracing=True
+            )
+        function = _tf_compiled[normalize]
+        return function(x, mean, variance, gamma, beta, layer.epsilon, shape)
+    if layer.epsilon < _FUSED_MIN_EPSILON:
+        return normalize(x, mean, variance, gamma, beta, layer.epsilon, shape)
+    return _tf_fused_infer(layer, x, mean, variance, gamma, beta)
+
+
+def _tf_fused_infer(layer, x, mean, variance, gamma, beta):
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    flat = tf.reshape(x, (-1, 1, 1, channels))
+    scale, offset = _tf_scale_offset(x, gamma, beta)
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        flat,
+        scale,
+        offset,
+        mean=mean,
+        variance=variance,
+        epsilon=layer.epsilon,
+        is_training=False,
+        data_format="NHWC",
+    )
+    return tf.reshape(y, _tf_shape(x))
 
 
 def _torch_view(x, axis):

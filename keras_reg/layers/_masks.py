@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_reg import _validation
+from keras_reg.layers import _xla
 
 RANDOM_BITS = 16
 # The fast paths read each hash word's 16-bit halves in memory order.
@@ -154,14 +155,26 @@ class FirstRoundCache:
     counter, which changes every call, only enters `k2`. A layer whose mask
     shape is fixed (DropConnect's kernel mask) therefore hashes one round per
     call instead of two. The cache holds one int32 word per two mask
-    elements. The fast paths of TensorFlow and JAX compute the whole hash in
-    one compiled pass and ignore it.
+    elements per entry. It keeps the two most recent entries: inside
+    `mc_predict` a layer called twice per pass alternates between two seeds.
+    The fast paths of TensorFlow and JAX compute the whole hash in one
+    compiled pass and ignore it.
     """
 
-    __slots__ = ("entry",)
+    __slots__ = ("entries",)
 
     def __init__(self):
-        self.entry = None  # ((k1, words, device), first-round words)
+        self.entries = ()  # ((k1, words, device), first-round words), newest first
+
+    def find(self, key):
+        for entry_key, words in self.entries:
+            if entry_key == key:
+                return words
+        return None
+
+    def store(self, key, words):
+        # One assignment: a concurrent reader sees the old or the new tuple.
+        self.entries = ((key, words),) + self.entries[:1]
 
 
 # Masks of up to this many elements are hashed by NumPy for CPU tensors: each
@@ -222,10 +235,10 @@ def _torch_kept(shape, threshold, k1, k2, device, cache=None):
         xor_shift_right_(h, 16)
 
     cache_key = (k1, words, str(device))
-    entry = None if cache is None else cache.entry
-    if entry is not None and entry[0] == cache_key:
+    cached = None if cache is None else cache.find(cache_key)
+    if cached is not None:
         h = h[:words]
-        h.copy_(entry[1])
+        h.copy_(cached)
     else:
         # `i * golden` for i = 1..words, as one broadcast addition of a row
         # part and a column part (both wrap like the product): faster than
@@ -243,7 +256,7 @@ def _torch_kept(shape, threshold, k1, k2, device, cache=None):
             # A normal tensor even inside torch.inference_mode(), so that it
             # can be read after it.
             with torch.inference_mode(False):
-                cache.entry = (cache_key, h.clone())
+                cache.store(cache_key, h.clone())
     round_(h, k2)
     # On a little-endian machine the int16 view lists each word's low half,
     # then its high half: the portable order. Flipping the sign bit of a half
@@ -371,6 +384,16 @@ def _tf_arguments(shape, threshold, keys):
     return shape_tensor, threshold, key_input, False
 
 
+def _tf_compilable(shape):
+    """Whether TensorFlow's compiled mask functions should draw this mask.
+
+    XLA compiles them once per concrete mask shape: a mask dimension after
+    the first that is unknown while tracing (a sequence length) would compile
+    for every new size, so those masks take the portable graph kernels.
+    """
+    return _xla.tf_xla_shape_ok(shape) and _xla.tf_xla_available()
+
+
 def keep_mask(shape, rate, keys, *, like=None, fast=True):
     """Returns a boolean tensor of `shape`, True where units are kept.
 
@@ -386,7 +409,7 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     threshold = drop_threshold(rate)
     backend = keras.backend.backend()
     fast = fast and _LITTLE_ENDIAN
-    if fast and backend == "tensorflow":
+    if fast and backend == "tensorflow" and _tf_compilable(shape):
         function = _compiled_functions(backend)["keep"]
         return function(*_tf_arguments(shape, threshold, keys))
     if fast and backend == "torch":
@@ -448,7 +471,7 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
         return _torch_drop(x, shape, threshold, _host_keys(keys), rate, cache)
-    if fast and backend == "tensorflow":
+    if fast and backend == "tensorflow" and _tf_compilable(shape):
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)
         return x * function(*arguments, rate, x.dtype)
