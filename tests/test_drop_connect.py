@@ -8,6 +8,8 @@ from keras_reg.layers import DropConnect, _masks
 from tests.helpers import assert_model_save_round_trip, run_layer_test
 from tests.test_dropout import reference_keep
 
+BACKEND = keras.backend.backend()
+
 
 def _numpy(x):
     return keras.ops.convert_to_numpy(x)
@@ -73,6 +75,27 @@ def test_every_call_draws_the_documented_mask_after_the_first(monkeypatch):
         expected = np.where(keep, kernel * scale, 0)
         y = _numpy(layer(x, training=True))
         np.testing.assert_allclose(y, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
+def test_traced_graph_follows_a_seed_assigned_after_tracing():
+    # The graph captures the first hash round of the seed it was traced with;
+    # a seed assigned later must still give its own masks.
+    import tensorflow as tf
+
+    rate = 0.5
+    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
+    x = np.eye(5, dtype="float32")
+    layer.build(x.shape)
+    step = tf.function(lambda x: layer(x, training=True))
+    kernel = _numpy(layer.layer.kernel)
+    scale = np.float32(1 / (1 - rate))
+    for seed, counter in [(3, 0), (11, 5), (3, 9), (11, 6)]:
+        layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
+        keep = reference_keep(kernel.shape, rate, seed, counter)
+        expected = np.where(keep, kernel * scale, 0)
+        np.testing.assert_allclose(_numpy(step(x)), expected, rtol=1e-6, atol=0)
+    assert step.experimental_get_tracing_count() == 1
 
 
 def test_fresh_mask_each_call_and_stored_kernel_unchanged():

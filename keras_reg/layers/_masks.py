@@ -76,14 +76,27 @@ def keys_from_state(state):
     return k1, k2
 
 
-def _hashed_words(shape, k1, k2):
-    """Returns `(n, h)`: the mask's element count and its int32 hash words."""
+def _hashed_words(shape, k1, k2, first_round=None):
+    """Returns `(n, h)`: the mask's element count and its int32 hash words.
+
+    `first_round` is an optional `(words, cached_k1)` pair of tensors from a
+    `FirstRoundCache`: the first round's words for `cached_k1`, used when `k1`
+    equals it (checked where the mask is drawn).
+    """
     n = 1
     for dim in shape:
         n = n * dim
     words = (n + 1) // 2
-    h = ops.multiply(ops.arange(1, words + 1, dtype="int32"), _GOLDEN)
-    h = _fmix32(ops.bitwise_xor(h, k1))
+
+    def first():
+        h = ops.multiply(ops.arange(1, words + 1, dtype="int32"), _GOLDEN)
+        return _fmix32(ops.bitwise_xor(h, k1))
+
+    if first_round is None:
+        h = first()
+    else:
+        cached, cached_k1 = first_round
+        h = ops.cond(ops.equal(k1, cached_k1), lambda: cached, first)
     return n, _fmix32(ops.bitwise_xor(h, k2))
 
 
@@ -94,7 +107,7 @@ def _portable_keep(shape, threshold, k1, k2):
     return ops.reshape(ops.greater_equal(draws, threshold), shape)
 
 
-def _bitcast_keep(bitcast, shape, threshold, k1, k2):
+def _bitcast_keep(bitcast, shape, threshold, k1, k2, first_round=None):
     # A bitcast to 16-bit halves lists each word's halves in memory order: on
     # a little-endian machine, its low half, then its high half, the portable
     # order. It replaces the interleaving stack, which XLA compiles to scalar
@@ -103,7 +116,7 @@ def _bitcast_keep(bitcast, shape, threshold, k1, k2):
     # The draws are widened to int32 before the comparison: against a
     # uint16 draw, JAX would narrow the threshold 2**16 to 0 (XLA fuses the
     # cast into the comparison).
-    n, h = _hashed_words(shape, k1, k2)
+    n, h = _hashed_words(shape, k1, k2, first_round)
     draws = ops.cast(ops.reshape(bitcast(h), (-1,))[:n], "int32")
     return ops.reshape(ops.greater_equal(draws, threshold), shape)
 
@@ -148,7 +161,7 @@ def _torch_workspace(size, device):
 
 
 class FirstRoundCache:
-    """Keeps the first hash round of a layer's mask between calls (PyTorch).
+    """Keeps the first hash round of a layer's mask between calls.
 
     The first round, `fmix32((i * golden) ^ k1)`, depends only on the mask
     size and on `k1`, which comes from the seed alone: a seed generator's
@@ -157,8 +170,10 @@ class FirstRoundCache:
     call instead of two. The cache holds one int32 word per two mask
     elements per entry. It keeps the two most recent entries: inside
     `mc_predict` a layer called twice per pass alternates between two seeds.
-    The fast paths of TensorFlow and JAX compute the whole hash in one
-    compiled pass and ignore it.
+
+    PyTorch looks entries up on every call. TensorFlow looks one up when the
+    graph is traced and its compiled function checks the seed at run time
+    (`_tf_first_round`). JAX hashes both rounds in one compiled pass.
     """
 
     __slots__ = ("entries",)
@@ -184,18 +199,23 @@ class FirstRoundCache:
 _NUMPY_MAX_ELEMENTS = 1 << 16
 
 
-def _numpy_kept(n, threshold, k1, k2):
-    """`_torch_kept` in NumPy: int32 `(n,)`, -1 where kept, 0 where dropped."""
-    words = (n + 1) // 2
+def _numpy_words(words, keys):
+    """The hash words after one round per key in `keys`, as NumPy uint32."""
     h = np.arange(1, words + 1, dtype=np.uint32)
     h *= np.uint32(0x9E3779B9)
-    for key in (k1, k2):
+    for key in keys:
         h ^= np.uint32(key & 0xFFFFFFFF)
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
         h ^= h >> np.uint32(13)
         h *= np.uint32(0xC2B2AE35)
         h ^= h >> np.uint32(16)
+    return h
+
+
+def _numpy_kept(n, threshold, k1, k2):
+    """`_torch_kept` in NumPy: int32 `(n,)`, -1 where kept, 0 where dropped."""
+    h = _numpy_words((n + 1) // 2, (k1, k2))
     # Little-endian: each word's low half, then its high half.
     draws = h.view(np.uint16)[:n].astype(np.int32)
     return np.negative(draws >= threshold, dtype=np.int32)
@@ -301,13 +321,15 @@ class SeedState:
     TensorFlow the keys are then derived inside the compiled mask function:
     as separate graph operations, `keys_from_state`'s twenty scalar kernels
     took longer than hashing a whole 1024x1024 mask. On PyTorch they are
-    derived on the host.
+    derived on the host. `variable` is the generator's state variable, read
+    when a TensorFlow graph is traced to pick the cached first hash round.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "variable")
 
-    def __init__(self, state):
+    def __init__(self, state, variable=None):
         self.state = state
+        self.variable = variable
 
 
 def _graph_keys(keys):
@@ -354,15 +376,18 @@ def _tf_functions():
     def bitcast(h):
         return tf.bitcast(h, tf.uint16)
 
-    def keep(shape, threshold, key_input, from_state):
+    def keep(shape, threshold, key_input, from_state, first_round=None):
         if from_state:
             k1, k2 = keys_from_state(key_input)
         else:
             k1, k2 = key_input[0], key_input[1]
-        return _bitcast_keep(bitcast, tf.unstack(shape), threshold, k1, k2)
+        shape = tf.unstack(shape)
+        return _bitcast_keep(bitcast, shape, threshold, k1, k2, first_round)
 
-    def multiplier(shape, threshold, key_input, from_state, rate, dtype):
-        mask = keep(shape, threshold, key_input, from_state)
+    def multiplier(
+        shape, threshold, key_input, from_state, rate, dtype, first_round=None
+    ):
+        mask = keep(shape, threshold, key_input, from_state, first_round)
         return tf.cast(mask, dtype) * survivor_scale(rate, dtype.name)
 
     # Keras does not XLA-compile TensorFlow training on CPU: a mask returned
@@ -382,6 +407,41 @@ def _tf_arguments(shape, threshold, keys):
         return shape_tensor, threshold, keys.state, True
     key_input = tf.stack([tf.cast(keys[0], tf.int32), tf.cast(keys[1], tf.int32)])
     return shape_tensor, threshold, key_input, False
+
+
+def _tf_first_round(cache, keys, shape):
+    """Returns `(words, k1)` tensors of `cache`'s first hash round, or None.
+
+    The seed is read when the graph is traced (`tf.init_scope`); the compiled
+    function compares it with the state's at run time and hashes the first
+    round itself if a new seed was assigned since.
+    """
+    import tensorflow as tf
+
+    if not all(isinstance(dim, int) for dim in shape):
+        return None
+    if isinstance(keys, SeedState):
+        if keys.variable is None:
+            return None
+        with tf.init_scope():
+            seed = int(keras.ops.convert_to_numpy(keys.variable.value)[0])
+        k1 = host_keys_from_state(seed, 0)[0]
+    elif isinstance(keys[0], int):
+        k1 = keys[0]  # Monte Carlo keys, derived on the host
+    else:
+        return None
+    n = 1
+    for dim in shape:
+        n *= dim
+    words = (n + 1) // 2
+    key = ("tensorflow", k1, words)
+    found = cache.find(key)
+    if found is None:
+        with tf.init_scope():
+            first = _numpy_words(words, (k1,)).view(np.int32)
+            found = (tf.constant(first), tf.constant(k1, tf.int32))
+        cache.store(key, found)
+    return found
 
 
 def _tf_compilable(shape):
@@ -474,7 +534,8 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     if fast and backend == "tensorflow" and _tf_compilable(shape):
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)
-        return x * function(*arguments, rate, x.dtype)
+        first_round = None if cache is None else _tf_first_round(cache, keys, shape)
+        return x * function(*arguments, rate, x.dtype, first_round)
     return apply_keep(x, keep_mask(shape, rate, keys, like=x, fast=fast), rate)
 
 
@@ -562,7 +623,7 @@ class DropoutFamilyLayer(keras.layers.Layer):
         context = mc_context()
         if context is not None:
             return context.next_keys()
-        return SeedState(self.seed_generator.next())
+        return SeedState(self.seed_generator.next(), self.seed_generator.state)
 
     @classmethod
     def from_config(cls, config):

@@ -29,9 +29,9 @@ class DropConnect(DropoutFamilyLayer):
 
     Masks are drawn as in `keras_reg.layers.Dropout`: reproducible with a
     seed, saved with the model and active inside `keras_reg.mc_predict`. On
-    PyTorch the wrapper keeps the first of the mask hash's two rounds, which
-    depends only on the seed, between calls: 2 bytes per kernel entry, for
-    one round of hashing per step instead of two.
+    PyTorch and TensorFlow the wrapper keeps the first of the mask hash's two
+    rounds, which depends only on the seed, between calls: 2 bytes per
+    kernel entry, for one round of hashing per step instead of two.
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,
