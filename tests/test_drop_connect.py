@@ -98,6 +98,31 @@ def test_traced_graph_follows_a_seed_assigned_after_tracing():
     assert step.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
+def test_stateless_call_traced_in_a_graph_draws_the_documented_mask():
+    # Inside a StatelessScope the seed variable reads as the traced state, so
+    # no first hash round can be captured when the graph is traced.
+    import tensorflow as tf
+
+    rate = 0.5
+    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
+    x = np.eye(5, dtype="float32")
+    layer.build(x.shape)
+    step = tf.function(
+        lambda trainable, state, x: layer.stateless_call(
+            trainable, state, x, training=True
+        )
+    )
+    trainable = [v.value for v in layer.trainable_variables]
+    state = [tf.constant([11, 4], tf.int32)]
+    y, new_state = step(trainable, state, x)
+    kernel = _numpy(layer.layer.kernel)
+    keep = reference_keep(kernel.shape, rate, 11, 4)
+    expected = np.where(keep, kernel * np.float32(1 / (1 - rate)), 0)
+    np.testing.assert_allclose(_numpy(y), expected, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(_numpy(new_state[0]), [11, 5])
+
+
 def test_fresh_mask_each_call_and_stored_kernel_unchanged():
     layer = DropConnect(keras.layers.Dense(8), 0.5, seed=4)
     x = np.ones((2, 8), dtype="float32")

@@ -171,9 +171,11 @@ class FirstRoundCache:
     elements per entry. It keeps the two most recent entries: inside
     `mc_predict` a layer called twice per pass alternates between two seeds.
 
-    PyTorch looks entries up on every call. TensorFlow looks one up when the
-    graph is traced and its compiled function checks the seed at run time
-    (`_tf_first_round`). JAX hashes both rounds in one compiled pass.
+    PyTorch looks entries up on every call that hashes with torch kernels
+    (masks of more than `_NUMPY_MAX_ELEMENTS` elements, or not on the CPU).
+    TensorFlow looks one up when the graph is traced and its compiled
+    function checks the seed at run time (`_tf_first_round`). JAX hashes both
+    rounds in one compiled pass.
     """
 
     __slots__ = ("entries",)
@@ -424,7 +426,12 @@ def _tf_first_round(cache, keys, shape):
         if keys.variable is None:
             return None
         with tf.init_scope():
-            seed = int(keras.ops.convert_to_numpy(keys.variable.value)[0])
+            value = keys.variable.value
+            # Inside a StatelessScope (`stateless_call`, symbolic builds) the
+            # variable reads as the traced state: nothing to capture.
+            if tf.is_symbolic_tensor(value):
+                return None
+            seed = int(keras.ops.convert_to_numpy(value)[0])
         k1 = host_keys_from_state(seed, 0)[0]
     elif isinstance(keys[0], int):
         k1 = keys[0]  # Monte Carlo keys, derived on the host

@@ -29,9 +29,11 @@ class DropConnect(DropoutFamilyLayer):
 
     Masks are drawn as in `keras_reg.layers.Dropout`: reproducible with a
     seed, saved with the model and active inside `keras_reg.mc_predict`. On
-    PyTorch and TensorFlow the wrapper keeps the first of the mask hash's two
-    rounds, which depends only on the seed, between calls: 2 bytes per
-    kernel entry, for one round of hashing per step instead of two.
+    TensorFlow, and on PyTorch for kernels of more than 2**16 entries or off
+    the CPU, the wrapper keeps the first of the mask hash's two rounds, which
+    depends only on the seed, between calls: 2 bytes per kernel entry for each
+    of the last two seeds used, for one round of hashing per step instead of
+    two.
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,
