@@ -16,7 +16,8 @@ where `fmix32` is the MurmurHash3 finalizer and `(k1, k2)` is derived from a
 
 The portable path is written on `keras.ops`. Each backend also gets a fast
 path computing the same bits: XLA-compiled on TensorFlow and JAX (reading the
-16-bit halves through a bitcast), in-place integer kernels on PyTorch.
+16-bit halves through a bitcast), in-place integer kernels on PyTorch, NumPy
+for small PyTorch CPU masks.
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
 implementation.
 """
