@@ -57,22 +57,32 @@ def test_mask_is_on_the_kernel_and_shared_by_the_batch():
     np.testing.assert_array_equal(y[:5], y[5:])
 
 
+def _identity_probe(rate, seed):
+    """A built DropConnect(Dense(7)) and an identity input: each output row is
+    one row of the masked kernel."""
+    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=seed)
+    x = np.eye(5, dtype="float32")
+    layer.build(x.shape)
+    return layer, x
+
+
+def _masked_kernel(layer, seed, counter):
+    """The documented mask of seed state `(seed, counter)` on the kernel."""
+    kernel = _numpy(layer.layer.kernel)
+    keep = reference_keep(kernel.shape, layer.rate, seed, counter)
+    return np.where(keep, kernel * np.float32(1 / (1 - layer.rate)), 0)
+
+
 def test_every_call_draws_the_documented_mask_after_the_first(monkeypatch):
     # On PyTorch, calls after the first reuse the mask's first hash round;
     # assigning a new seed state must not reuse a stale one. The torch
     # kernels, which hold that cache, are forced for this small kernel.
     monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
-    rate = 0.5
-    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
-    x = np.eye(5, dtype="float32")
-    layer.build(x.shape)
-    kernel = _numpy(layer.layer.kernel)
-    scale = np.float32(1 / (1 - rate))
+    layer, x = _identity_probe(0.5, seed=3)
     states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3), (12, 0), (11, 1)]
     for seed, counter in states:
         layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
-        keep = reference_keep(kernel.shape, rate, seed, counter)
-        expected = np.where(keep, kernel * scale, 0)
+        expected = _masked_kernel(layer, seed, counter)
         y = _numpy(layer(x, training=True))
         np.testing.assert_allclose(y, expected, rtol=1e-6, atol=0)
 
@@ -83,17 +93,11 @@ def test_traced_graph_follows_a_seed_assigned_after_tracing():
     # a seed assigned later must still give its own masks.
     import tensorflow as tf
 
-    rate = 0.5
-    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
-    x = np.eye(5, dtype="float32")
-    layer.build(x.shape)
+    layer, x = _identity_probe(0.5, seed=3)
     step = tf.function(lambda x: layer(x, training=True))
-    kernel = _numpy(layer.layer.kernel)
-    scale = np.float32(1 / (1 - rate))
     for seed, counter in [(3, 0), (11, 5), (3, 9), (11, 6)]:
         layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
-        keep = reference_keep(kernel.shape, rate, seed, counter)
-        expected = np.where(keep, kernel * scale, 0)
+        expected = _masked_kernel(layer, seed, counter)
         np.testing.assert_allclose(_numpy(step(x)), expected, rtol=1e-6, atol=0)
     assert step.experimental_get_tracing_count() == 1
 
@@ -104,10 +108,7 @@ def test_stateless_call_traced_in_a_graph_draws_the_documented_mask():
     # no first hash round can be captured when the graph is traced.
     import tensorflow as tf
 
-    rate = 0.5
-    layer = DropConnect(keras.layers.Dense(7, use_bias=False), rate, seed=3)
-    x = np.eye(5, dtype="float32")
-    layer.build(x.shape)
+    layer, x = _identity_probe(0.5, seed=3)
     step = tf.function(
         lambda trainable, state, x: layer.stateless_call(
             trainable, state, x, training=True
@@ -116,9 +117,7 @@ def test_stateless_call_traced_in_a_graph_draws_the_documented_mask():
     trainable = [v.value for v in layer.trainable_variables]
     state = [tf.constant([11, 4], tf.int32)]
     y, new_state = step(trainable, state, x)
-    kernel = _numpy(layer.layer.kernel)
-    keep = reference_keep(kernel.shape, rate, 11, 4)
-    expected = np.where(keep, kernel * np.float32(1 / (1 - rate)), 0)
+    expected = _masked_kernel(layer, 11, 4)
     np.testing.assert_allclose(_numpy(y), expected, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(_numpy(new_state[0]), [11, 5])
 

@@ -141,11 +141,7 @@ def _tf_infer(layer, x, mean, variance, gamma, beta, normalize):
     # measured slower than one XLA call (1024x512: 0.25 against 0.18 ms of
     # compute). Eager calls would retrace per shape, and a dynamic feature
     # dimension would compile per size: those take the fused kernel.
-    if (
-        not tf.executing_eagerly()
-        and _xla.tf_xla_shape_ok(x.shape)
-        and _xla.tf_xla_available()
-    ):
+    if not tf.executing_eagerly() and _xla.tf_xla_usable(x.shape):
         if normalize not in _tf_compiled:
             _tf_compiled[normalize] = tf.function(
                 normalize, jit_compile=True, reduce_retracing=True

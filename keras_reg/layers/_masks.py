@@ -77,6 +77,14 @@ def keys_from_state(state):
     return k1, k2
 
 
+def _element_count(shape):
+    """The product of `shape`'s entries: ints, or scalar tensors in a graph."""
+    n = 1
+    for dim in shape:
+        n = n * dim
+    return n
+
+
 def _hashed_words(shape, k1, k2, first_round=None):
     """Returns `(n, h)`: the mask's element count and its int32 hash words.
 
@@ -84,9 +92,7 @@ def _hashed_words(shape, k1, k2, first_round=None):
     `FirstRoundCache`: the first round's words for `cached_k1`, used when `k1`
     equals it (checked where the mask is drawn).
     """
-    n = 1
-    for dim in shape:
-        n = n * dim
+    n = _element_count(shape)
     words = (n + 1) // 2
 
     def first():
@@ -234,9 +240,7 @@ def _torch_kept(shape, threshold, k1, k2, device, cache=None):
     """
     import torch
 
-    n = 1
-    for dim in shape:
-        n *= int(dim)
+    n = int(_element_count(shape))
     if n <= _NUMPY_MAX_ELEMENTS and torch.device(device).type == "cpu":
         return torch.from_numpy(_numpy_kept(n, threshold, k1, k2))
     words = (n + 1) // 2
@@ -438,10 +442,7 @@ def _tf_first_round(cache, keys, shape):
         k1 = keys[0]  # Monte Carlo keys, derived on the host
     else:
         return None
-    n = 1
-    for dim in shape:
-        n *= dim
-    words = (n + 1) // 2
+    words = (_element_count(shape) + 1) // 2
     key = ("tensorflow", k1, words)
     found = cache.find(key)
     if found is None:
@@ -450,16 +451,6 @@ def _tf_first_round(cache, keys, shape):
             found = (tf.constant(first), tf.constant(k1, tf.int32))
         cache.store(key, found)
     return found
-
-
-def _tf_compilable(shape):
-    """Whether TensorFlow's compiled mask functions should draw this mask.
-
-    XLA compiles them once per concrete mask shape: a mask dimension after
-    the first that is unknown while tracing (a sequence length) would compile
-    for every new size, so those masks take the portable graph kernels.
-    """
-    return _xla.tf_xla_shape_ok(shape) and _xla.tf_xla_available()
 
 
 def keep_mask(shape, rate, keys, *, like=None, fast=True):
@@ -477,7 +468,8 @@ def keep_mask(shape, rate, keys, *, like=None, fast=True):
     threshold = drop_threshold(rate)
     backend = keras.backend.backend()
     fast = fast and _LITTLE_ENDIAN
-    if fast and backend == "tensorflow" and _tf_compilable(shape):
+    # XLA compiles once per mask shape: see `_xla`.
+    if fast and backend == "tensorflow" and _xla.tf_xla_usable(shape):
         function = _compiled_functions(backend)["keep"]
         return function(*_tf_arguments(shape, threshold, keys))
     if fast and backend == "torch":
@@ -539,7 +531,8 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
         return _torch_drop(x, shape, threshold, _host_keys(keys), rate, cache)
-    if fast and backend == "tensorflow" and _tf_compilable(shape):
+    # XLA compiles once per mask shape: see `_xla`.
+    if fast and backend == "tensorflow" and _xla.tf_xla_usable(shape):
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)
         first_round = None if cache is None else _tf_first_round(cache, keys, shape)

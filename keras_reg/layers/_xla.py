@@ -27,10 +27,12 @@ def tf_xla_available():
     return True
 
 
-def tf_xla_shape_ok(dims):
-    """Whether every dimension after the first is static.
+def tf_xla_usable(dims):
+    """Whether a fast path may call an XLA-compiled function for this shape.
 
-    `dims` is a `TensorShape` (None where unknown) or a list of ints and, for
-    dimensions unknown while tracing, scalar tensors.
+    True where TensorFlow has XLA and every dimension after the first is
+    static. `dims` is a `TensorShape` (None where unknown) or a list of ints
+    and, for dimensions unknown while tracing, scalar tensors.
     """
-    return all(dim is not None and not ops.is_tensor(dim) for dim in list(dims)[1:])
+    static = all(dim is not None and not ops.is_tensor(dim) for dim in list(dims)[1:])
+    return static and tf_xla_available()
