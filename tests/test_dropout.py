@@ -29,15 +29,22 @@ def _fmix32(h):
 
 def reference_keep(shape, rate, seed, counter):
     """NumPy re-implementation of the documented mask algorithm."""
+    threshold = round(rate * 65536)
+    # The fewest of 1, 2, 4, 8, 16 bits per draw that represent the
+    # threshold exactly.
+    bits = next(b for b in (1, 2, 4, 8, 16) if threshold % 2 ** (16 - b) == 0)
+    n = int(np.prod(shape))
+    per_word = 32 // bits
     with np.errstate(over="ignore"):
         k1 = _fmix32(np.uint32(seed) ^ np.uint32(0x5BD1E995))
         k2 = _fmix32(np.uint32(counter) ^ np.uint32(0x27D4EB2F))
-        n = int(np.prod(shape))
-        words = np.arange(1, (n + 1) // 2 + 1, dtype=np.uint64)
+        words = np.arange(1, -(-n // per_word) + 1, dtype=np.uint64)
         words = (words * 0x9E3779B9 % 2**32).astype(np.uint32)
-        h = _fmix32(_fmix32(words ^ k1) ^ k2)
-    draws = np.stack([h & 0xFFFF, h >> 16], axis=-1).reshape(-1)[:n]
-    return (draws >= round(rate * 65536)).reshape(shape)
+        h = _fmix32(_fmix32(words ^ k1) ^ k2).astype(np.uint64)
+    # Element i * per_word + m is bits [m * bits, (m + 1) * bits) of word i.
+    draws = [(h >> (m * bits)) % 2**bits for m in range(per_word)]
+    draws = np.stack(draws, axis=-1).reshape(-1)[:n]
+    return (draws * 2 ** (16 - bits) >= threshold).reshape(shape)
 
 
 def _numpy(x):
@@ -122,15 +129,32 @@ def torch_route(request, monkeypatch):
     return request.param
 
 
+# Rates drawn with 16, 1, 2, 2, 4 and 8 bits per element.
+LAYOUT_RATES = [0.37, 0.5, 0.25, 0.75, 0.0625, 3 / 256]
+
+
+@pytest.mark.parametrize("rate", LAYOUT_RATES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (2, 3, 5), (64, 33)])
-def test_fast_path_and_portable_path_give_the_same_mask(shape, torch_route):
+def test_fast_path_and_portable_path_give_the_same_mask(shape, rate, torch_route):
     state = keras.ops.convert_to_tensor(np.array([123456789, 42], dtype="int32"))
     keys = _masks.keys_from_state(state)
     like = keras.ops.zeros(shape)
-    fast = _numpy(_masks.keep_mask(shape, 0.37, keys, like=like))
-    portable = _numpy(_masks.keep_mask(shape, 0.37, keys, fast=False))
+    fast = _numpy(_masks.keep_mask(shape, rate, keys, like=like))
+    portable = _numpy(_masks.keep_mask(shape, rate, keys, fast=False))
     np.testing.assert_array_equal(fast, portable)
-    np.testing.assert_array_equal(fast, reference_keep(shape, 0.37, 123456789, 42))
+    np.testing.assert_array_equal(fast, reference_keep(shape, rate, 123456789, 42))
+
+
+@pytest.mark.parametrize(
+    "rate, bits",
+    [(0.5, 1), (0.25, 2), (0.75, 2), (0.125, 4), (0.0625, 4), (3 / 256, 8)]
+    + [(1 / 512, 16), (0.1, 16), (0.37, 16), (0.0, 1), (1.0, 1)],
+)
+def test_draws_use_the_fewest_bits_that_represent_the_rate(rate, bits):
+    layout = _masks.draw_layout(_masks.drop_threshold(rate))
+    assert layout[:2] == (bits, 32 // bits)
+    # The threshold in `bits`-bit draws is the same fraction of their range.
+    assert layout[2] / 2**bits == _masks.drop_threshold(rate) / 2**16
 
 
 @pytest.mark.parametrize("seed", [0, 11, 2**31 - 1])
@@ -151,9 +175,9 @@ def test_keys_derived_from_a_seed_generator_state_match_explicit_keys(seed):
 
 
 # Rates whose 16-bit threshold is 0 (nothing dropped), 2**16 (everything
-# dropped), a typical one, and one whose scale 1 / (1 - rate) rounds
+# dropped), a typical one, 1- and 2-bit draws, and one whose scale 1 / (1 - rate) rounds
 # differently to float16 directly than through float32.
-EDGE_RATES = [1e-9, 0.999999, 0.3, 0.3331162379896437]
+EDGE_RATES = [1e-9, 0.999999, 0.3, 0.3331162379896437, 0.5, 0.75]
 
 
 @pytest.mark.parametrize("rate", EDGE_RATES)
@@ -282,6 +306,28 @@ def test_zero_fraction_close_to_rate(rate):
     # probability 2e-9).
     bound = 6 * math.sqrt(rate * (1 - rate) / n) + 2**-17
     assert abs(np.mean(y == 0) - rate) < bound
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
+def test_draws_sharing_a_hash_word_are_unbiased_and_uncorrelated(rate):
+    # At rate 0.5 one 32-bit word gives 32 one-bit draws; at 0.25, 16
+    # two-bit draws. Each position within a word must drop with probability
+    # `rate`, and neighbours independently. Each of the 32 positions has
+    # m = 100000 / 32 = 3125 draws: the standard deviation of its zero
+    # fraction is sqrt(p (1 - p) / m) <= 0.009; six of them bound it (two-sided
+    # tail 2e-9 each, 1e-7 over the positions). Neighbouring pairs (n - 1 of
+    # them, not independent of each other, but each pair's indicator has
+    # variance <= 1/4 and covariance only with the two pairs it overlaps):
+    # the fraction of both dropped has standard deviation at most
+    # sqrt(3 / (4 (n - 1))) = 0.0027, and 6 of them bound its distance to p**2.
+    n = 200 * 500
+    y = _numpy(Dropout(rate, seed=8)(_ones((200, 500)), training=True))
+    dropped = (y == 0).reshape(-1)
+    for position in range(32):
+        fraction = np.mean(dropped[position::32])
+        assert abs(fraction - rate) < 6 * math.sqrt(rate * (1 - rate) / (n / 32))
+    both = np.mean(dropped[1:] & dropped[:-1])
+    assert abs(both - rate**2) < 6 * math.sqrt(3 / (4 * (n - 1)))
 
 
 def test_survivors_scaled_exactly_by_inverse_keep_probability():

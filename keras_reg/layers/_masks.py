@@ -1,11 +1,17 @@
 """Random keep-masks for the dropout family, and the state they share.
 
-Masks are drawn with a counter-based hash instead of a float per element:
-16 random bits per element, compared with an integer threshold. For a mask
-of `n` elements, `ceil(n / 2)` 32-bit words are hashed and each word gives two
-16-bit draws (its low half, then its high half); element `j` is dropped when
-its draw is below `round(rate * 2**16)`, so the effective rate is within
-`2**-17` of the requested one. Word `i` (counting from 1) is
+Masks are drawn with a counter-based hash instead of a float per element.
+Each element gets a `b`-bit draw, compared with an integer threshold. The
+threshold is `t = round(rate * 2**16)`, so the effective rate is within
+`2**-17` of the requested one, and `b` is the fewest bits that represent it
+exactly: the smallest of 1, 2, 4, 8 and 16 for which `t` is a multiple of
+`2**(16 - b)` (1 bit at rate 0.5, 2 at 0.25 and 0.75, 16 for most rates).
+Element `j` is dropped when its draw is below `t / 2**(16 - b)`.
+
+For a mask of `n` elements, `ceil(n * b / 32)` 32-bit words are hashed, and
+word `i` gives `32 / b` draws, lowest bits first: draw `m` of word `i` (both
+counted from 0) is bits `b * m` to `b * m + b - 1`, and belongs to element
+`i * 32 / b + m`. Word `i` (counting from 1 in the hash) is
 
     fmix32(fmix32((i * 0x9E3779B9) ^ k1) ^ k2)
 
@@ -15,9 +21,9 @@ where `fmix32` is the MurmurHash3 finalizer and `(k1, k2)` is derived from a
 32-bit and wraps, so the same state gives bit-identical masks on every backend.
 
 The portable path is written on `keras.ops`. Each backend also gets a fast
-path computing the same bits: XLA-compiled on TensorFlow and JAX (reading the
-16-bit halves through a bitcast), in-place integer kernels on PyTorch, NumPy
-for small PyTorch CPU masks.
+path computing the same bits: XLA-compiled on TensorFlow and JAX (reading
+16- and 8-bit draws through a bitcast), in-place integer kernels on PyTorch,
+NumPy for small PyTorch CPU masks.
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
 implementation.
 """
@@ -55,6 +61,23 @@ def drop_threshold(rate):
     return int(round(rate * _SCALE))
 
 
+def draw_layout(threshold):
+    """Returns `(bits, per_word, bits_threshold)` for a 16-bit `threshold`.
+
+    `bits` is the fewest of 1, 2, 4, 8, 16 that represent `threshold / 2**16`
+    exactly, `per_word` the draws per 32-bit hash word, and `bits_threshold`
+    the threshold in `bits`-bit draws: a draw below it is dropped.
+    """
+    bits = 1
+    while bits < RANDOM_BITS and threshold % (1 << (RANDOM_BITS - bits)):
+        bits *= 2
+    return bits, 32 // bits, threshold >> (RANDOM_BITS - bits)
+
+
+def _word_count(n, per_word):
+    return (n + per_word - 1) // per_word
+
+
 def _shift_right(x, bits):
     # keras.ops.right_shift is arithmetic on int32: masking the sign-extended
     # bits makes it the logical shift that fmix32 is defined with.
@@ -85,15 +108,17 @@ def _element_count(shape):
     return n
 
 
-def _hashed_words(shape, k1, k2, first_round=None):
+def _hashed_words(shape, per_word, k1, k2, first_round=None):
     """Returns `(n, h)`: the mask's element count and its int32 hash words.
+
+    `per_word` is the number of draws each word gives (`draw_layout`).
 
     `first_round` is an optional `(words, cached_k1)` pair of tensors from a
     `FirstRoundCache`: the first round's words for `cached_k1`, used when `k1`
     equals it (checked where the mask is drawn).
     """
     n = _element_count(shape)
-    words = (n + 1) // 2
+    words = _word_count(n, per_word)
 
     def first():
         h = ops.multiply(ops.arange(1, words + 1, dtype="int32"), _GOLDEN)
@@ -107,25 +132,39 @@ def _hashed_words(shape, k1, k2, first_round=None):
     return n, _fmix32(ops.bitwise_xor(h, k2))
 
 
+def _field_draws(h, bits):
+    """The `bits`-bit draws of the words `h`, lowest bits first, flattened."""
+    shifts = np.arange(0, 32, bits, dtype="int32")
+    # The arithmetic shift's sign-extended bits are masked off with the rest.
+    fields = ops.right_shift(ops.expand_dims(h, -1), shifts)
+    return ops.reshape(ops.bitwise_and(fields, (1 << bits) - 1), (-1,))
+
+
 def _portable_keep(shape, threshold, k1, k2):
-    n, h = _hashed_words(shape, k1, k2)
-    draws = ops.stack([ops.bitwise_and(h, 0xFFFF), _shift_right(h, 16)], axis=-1)
-    draws = ops.reshape(draws, (-1,))[:n]
-    return ops.reshape(ops.greater_equal(draws, threshold), shape)
+    bits, per_word, bits_threshold = draw_layout(threshold)
+    n, h = _hashed_words(shape, per_word, k1, k2)
+    draws = _field_draws(h, bits)[:n]
+    return ops.reshape(ops.greater_equal(draws, bits_threshold), shape)
 
 
 def _bitcast_keep(bitcast, shape, threshold, k1, k2, first_round=None):
-    # A bitcast to 16-bit halves lists each word's halves in memory order: on
-    # a little-endian machine, its low half, then its high half, the portable
-    # order. It replaces the interleaving stack, which XLA compiles to scalar
-    # index arithmetic once it fuses the mask into the multiplication that
-    # consumes it (5x slower on a 1024x1024 DropConnect kernel).
+    # 16- and 8-bit draws are read through a bitcast, which lists each word's
+    # parts in memory order: on a little-endian machine, lowest bits first,
+    # the portable order. It replaces the shifts and interleaving, which XLA
+    # compiles to scalar index arithmetic once it fuses the mask into the
+    # multiplication that consumes it (5x slower on a 1024x1024 DropConnect
+    # kernel).
     # The draws are widened to int32 before the comparison: against a
     # uint16 draw, JAX would narrow the threshold 2**16 to 0 (XLA fuses the
     # cast into the comparison).
-    n, h = _hashed_words(shape, k1, k2, first_round)
-    draws = ops.cast(ops.reshape(bitcast(h), (-1,))[:n], "int32")
-    return ops.reshape(ops.greater_equal(draws, threshold), shape)
+    bits, per_word, bits_threshold = draw_layout(threshold)
+    n, h = _hashed_words(shape, per_word, k1, k2, first_round)
+    if bits >= 8:
+        draws = ops.reshape(bitcast(h, f"uint{bits}"), (-1,))
+    else:
+        draws = _field_draws(h, bits)
+    draws = ops.cast(draws[:n], "int32")
+    return ops.reshape(ops.greater_equal(draws, bits_threshold), shape)
 
 
 _TORCH_COLUMNS = 1024
@@ -224,10 +263,16 @@ def _numpy_words(words, keys):
 
 def _numpy_kept(n, threshold, k1, k2):
     """`_torch_kept` in NumPy: int32 `(n,)`, -1 where kept, 0 where dropped."""
-    h = _numpy_words((n + 1) // 2, (k1, k2))
-    # Little-endian: each word's low half, then its high half.
-    draws = h.view(np.uint16)[:n].astype(np.int32)
-    return np.negative(draws >= threshold, dtype=np.int32)
+    bits, per_word, bits_threshold = draw_layout(threshold)
+    h = _numpy_words(_word_count(n, per_word), (k1, k2))
+    if bits >= 8:
+        # Little-endian: each word's parts, lowest bits first.
+        draws = h.view(f"uint{bits}")
+    else:
+        shifts = np.arange(0, 32, bits, dtype=np.uint32)
+        draws = (h[:, None] >> shifts) & np.uint32((1 << bits) - 1)
+    draws = draws.reshape(-1)[:n]
+    return np.negative(draws >= bits_threshold, dtype=np.int32)
 
 
 def _torch_kept(shape, threshold, k1, k2, device, cache=None):
@@ -243,7 +288,8 @@ def _torch_kept(shape, threshold, k1, k2, device, cache=None):
     n = int(_element_count(shape))
     if n <= _NUMPY_MAX_ELEMENTS and torch.device(device).type == "cpu":
         return torch.from_numpy(_numpy_kept(n, threshold, k1, k2))
-    words = (n + 1) // 2
+    bits, per_word, bits_threshold = draw_layout(threshold)
+    words = _word_count(n, per_word)
     rows = -(-words // _TORCH_COLUMNS)
     h, scratch = _torch_workspace(rows * _TORCH_COLUMNS, device)
     scratch = scratch[:words]
@@ -285,15 +331,34 @@ def _torch_kept(shape, threshold, k1, k2, device, cache=None):
             with torch.inference_mode(False):
                 cache.store(cache_key, h.clone())
     round_(h, k2)
-    # On a little-endian machine the int16 view lists each word's low half,
-    # then its high half: the portable order. Flipping the sign bit of a half
-    # gives `draw - 2**15` as a signed int16; widened to int32,
-    # `threshold - 1 - draw` is negative exactly where the draw is kept, and
-    # its sign, shifted down, is the mask.
-    draws = h.view(torch.int16)[:n]
-    draws.bitwise_xor_(-(1 << 15))
-    kept = draws.to(torch.int32)
-    torch.sub(threshold - 1 - (1 << 15), kept, out=kept)
+    return _torch_draws_kept(h, n, bits, bits_threshold)
+
+
+def _torch_draws_kept(h, n, bits, bits_threshold):
+    """The int32 -1/0 mask of the first `n` `bits`-bit draws of words `h`."""
+    import torch
+
+    if bits >= 8:
+        # On a little-endian machine the int16 (int8) view lists each word's
+        # parts lowest bits first: the portable order. Flipping the sign bit
+        # of a part gives `draw - 2**(bits - 1)` as a signed integer; widened
+        # to int32, `threshold - 1 - draw` is negative exactly where the draw
+        # is kept, and its sign, shifted down, is the mask.
+        sign = 1 << (bits - 1)
+        draws = h.view(getattr(torch, f"int{bits}"))[:n]
+        draws.bitwise_xor_(-sign)
+        kept = draws.to(torch.int32)
+        torch.sub(bits_threshold - 1 - sign, kept, out=kept)
+        return kept.bitwise_right_shift_(31)
+    positions = torch.arange(0, 32, bits, dtype=torch.int32, device=h.device)
+    if bits == 1 and bits_threshold == 1:
+        # Kept where the bit is set: shifted up to the sign bit and back
+        # down, it is the mask, in two kernels.
+        kept = torch.bitwise_left_shift(h[:, None], 31 - positions)
+        return kept.view(-1)[:n].bitwise_right_shift_(31)
+    kept = torch.bitwise_right_shift(h[:, None], positions).view(-1)[:n]
+    kept.bitwise_and_((1 << bits) - 1)
+    torch.sub(bits_threshold - 1, kept, out=kept)
     return kept.bitwise_right_shift_(31)
 
 
@@ -363,8 +428,8 @@ def _compiled_functions(backend):
         else:
             import jax
 
-            def bitcast(h):
-                return jax.lax.bitcast_convert_type(h, "uint16")
+            def bitcast(h, dtype):
+                return jax.lax.bitcast_convert_type(h, dtype)
 
             def keep(shape, threshold, k1, k2):
                 # The barrier makes XLA materialize the mask: fused into a
@@ -380,8 +445,8 @@ def _compiled_functions(backend):
 def _tf_functions():
     import tensorflow as tf
 
-    def bitcast(h):
-        return tf.bitcast(h, tf.uint16)
+    def bitcast(h, dtype):
+        return tf.bitcast(h, dtype)
 
     def keep(shape, threshold, key_input, from_state, first_round=None):
         if from_state:
@@ -416,7 +481,7 @@ def _tf_arguments(shape, threshold, keys):
     return shape_tensor, threshold, key_input, False
 
 
-def _tf_first_round(cache, keys, shape):
+def _tf_first_round(cache, keys, shape, threshold):
     """Returns `(words, k1)` tensors of `cache`'s first hash round, or None.
 
     The seed is read when the graph is traced (`tf.init_scope`); the compiled
@@ -442,7 +507,7 @@ def _tf_first_round(cache, keys, shape):
         k1 = keys[0]  # Monte Carlo keys, derived on the host
     else:
         return None
-    words = (_element_count(shape) + 1) // 2
+    words = _word_count(_element_count(shape), draw_layout(threshold)[1])
     key = ("tensorflow", k1, words)
     found = cache.find(key)
     if found is None:
@@ -535,7 +600,9 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     if fast and backend == "tensorflow" and _xla.tf_xla_usable(shape):
         function = _compiled_functions(backend)["multiplier"]
         arguments = _tf_arguments(shape, threshold, keys)
-        first_round = None if cache is None else _tf_first_round(cache, keys, shape)
+        first_round = (
+            None if cache is None else _tf_first_round(cache, keys, shape, threshold)
+        )
         return x * function(*arguments, rate, x.dtype, first_round)
     return apply_keep(x, keep_mask(shape, rate, keys, like=x, fast=fast), rate)
 
