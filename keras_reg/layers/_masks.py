@@ -213,8 +213,8 @@ class FirstRoundCache:
     size and on `k1`, which comes from the seed alone: a seed generator's
     counter, which changes every call, only enters `k2`. A layer whose mask
     shape is fixed (DropConnect's kernel mask) therefore hashes one round per
-    call instead of two. The cache holds one int32 word per two mask
-    elements per entry. It keeps the two most recent entries: inside
+    call instead of two. The cache holds one int32 word per `32 / bits`
+    mask elements per entry (`draw_layout`). It keeps the two most recent entries: inside
     `mc_predict` a layer called twice per pass alternates between two seeds.
 
     PyTorch looks entries up on every call that hashes with torch kernels

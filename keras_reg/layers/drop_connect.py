@@ -31,9 +31,9 @@ class DropConnect(DropoutFamilyLayer):
     seed, saved with the model and active inside `keras_reg.mc_predict`. On
     TensorFlow, and on PyTorch for kernels of more than 2**16 entries or off
     the CPU, the wrapper keeps the first of the mask hash's two rounds, which
-    depends only on the seed, between calls: 2 bytes per kernel entry for each
-    of the last two seeds used, for one round of hashing per step instead of
-    two.
+    depends only on the seed, between calls: `b / 8` bytes per kernel entry
+    for `b`-bit draws (2 bytes at most, 1/8 at rate 0.5) for each of the last
+    two seeds used, for one round of hashing per step instead of two.
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,
