@@ -214,8 +214,9 @@ class FirstRoundCache:
     counter, which changes every call, only enters `k2`. A layer whose mask
     shape is fixed (DropConnect's kernel mask) therefore hashes one round per
     call instead of two. The cache holds one int32 word per `32 / bits`
-    mask elements per entry (`draw_layout`). It keeps the two most recent entries: inside
-    `mc_predict` a layer called twice per pass alternates between two seeds.
+    mask elements per entry (`draw_layout`). It keeps the two most recent
+    entries: inside `mc_predict` a layer called twice per pass alternates
+    between two seeds.
 
     PyTorch looks entries up on every call that hashes with torch kernels
     (masks of more than `_NUMPY_MAX_ELEMENTS` elements, or not on the CPU).
