@@ -73,12 +73,13 @@ def _masked_kernel(layer, seed, counter):
     return np.where(keep, kernel * np.float32(1 / (1 - layer.rate)), 0)
 
 
-def test_every_call_draws_the_documented_mask_after_the_first(monkeypatch):
+@pytest.mark.parametrize("rate", [0.5, 0.3])  # 1- and 16-bit draws
+def test_every_call_draws_the_documented_mask_after_the_first(rate, monkeypatch):
     # On PyTorch, calls after the first reuse the mask's first hash round;
     # assigning a new seed state must not reuse a stale one. The torch
     # kernels, which hold that cache, are forced for this small kernel.
     monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
-    layer, x = _identity_probe(0.5, seed=3)
+    layer, x = _identity_probe(rate, seed=3)
     states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3), (12, 0), (11, 1)]
     for seed, counter in states:
         layer.seed_generator.state.assign(np.array([seed, counter], "int32"))
@@ -88,12 +89,13 @@ def test_every_call_draws_the_documented_mask_after_the_first(monkeypatch):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
-def test_traced_graph_follows_a_seed_assigned_after_tracing():
+@pytest.mark.parametrize("rate", [0.5, 0.3])  # 1- and 16-bit draws
+def test_traced_graph_follows_a_seed_assigned_after_tracing(rate):
     # The graph captures the first hash round of the seed it was traced with;
     # a seed assigned later must still give its own masks.
     import tensorflow as tf
 
-    layer, x = _identity_probe(0.5, seed=3)
+    layer, x = _identity_probe(rate, seed=3)
     step = tf.function(lambda x: layer(x, training=True))
     for seed, counter in [(3, 0), (11, 5), (3, 9), (11, 6)]:
         layer.seed_generator.state.assign(np.array([seed, counter], "int32"))

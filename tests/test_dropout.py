@@ -217,8 +217,9 @@ def test_fast_drop_gives_the_numbers_of_the_portable_path(
 @pytest.mark.parametrize(
     "signature, compiled", [((4, 6, 5), True), ((None, None, 5), False)]
 )
+@pytest.mark.parametrize("rate", [0.4, 0.5, 0.25])  # 16-, 1- and 2-bit draws
 def test_tensorflow_compiles_masks_only_when_the_features_are_static(
-    signature, compiled, monkeypatch
+    signature, compiled, rate, monkeypatch
 ):
     # XLA compiles once per concrete shape: a length unknown while tracing
     # would compile for every new size, so such masks take the graph kernels.
@@ -232,14 +233,14 @@ def test_tensorflow_compiles_masks_only_when_the_features_are_static(
         return functions(backend)
 
     monkeypatch.setattr(_masks, "_compiled_functions", spy)
-    layer = Dropout(0.4, seed=5)
+    layer = Dropout(rate, seed=5)
     step = tf.function(
         lambda x: layer(x, training=True),
         input_signature=[tf.TensorSpec(signature, tf.float32)],
     )
     y = _numpy(step(tf.ones((4, 6, 5))))
     assert bool(calls) is compiled
-    np.testing.assert_array_equal(y != 0, reference_keep((4, 6, 5), 0.4, 5, 0))
+    np.testing.assert_array_equal(y != 0, reference_keep((4, 6, 5), rate, 5, 0))
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA route only")
