@@ -73,7 +73,7 @@ def _masked_kernel(layer, seed, counter):
     return np.where(keep, kernel * np.float32(1 / (1 - layer.rate)), 0)
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.3])  # 1- and 16-bit draws
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])  # 1-, 2- and 16-bit draws
 def test_every_call_draws_the_documented_mask_after_the_first(rate, monkeypatch):
     # On PyTorch, calls after the first reuse the mask's first hash round;
     # assigning a new seed state must not reuse a stale one. The torch
@@ -89,7 +89,7 @@ def test_every_call_draws_the_documented_mask_after_the_first(rate, monkeypatch)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
-@pytest.mark.parametrize("rate", [0.5, 0.3])  # 1- and 16-bit draws
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])  # 1-, 2- and 16-bit draws
 def test_traced_graph_follows_a_seed_assigned_after_tracing(rate):
     # The graph captures the first hash round of the seed it was traced with;
     # a seed assigned later must still give its own masks.

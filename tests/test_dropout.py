@@ -309,26 +309,33 @@ def test_zero_fraction_close_to_rate(rate):
     assert abs(np.mean(y == 0) - rate) < bound
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.125, 0.3])  # 1, 2, 4, 16 bits
 def test_draws_sharing_a_hash_word_are_unbiased_and_uncorrelated(rate):
-    # At rate 0.5 one 32-bit word gives 32 one-bit draws; at 0.25, 16
-    # two-bit draws. Each position within a word must drop with probability
-    # `rate`, and neighbours independently. Each of the 32 positions has
-    # m = 100000 / 32 = 3125 draws: the standard deviation of its zero
-    # fraction is sqrt(p (1 - p) / m) <= 0.009; six of them bound it (two-sided
-    # tail 2e-9 each, 1e-7 over the positions). Neighbouring pairs (n - 1 of
-    # them, not independent of each other, but each pair's indicator has
-    # variance <= 1/4 and covariance only with the two pairs it overlaps):
-    # the fraction of both dropped has standard deviation at most
-    # sqrt(3 / (4 (n - 1))) = 0.0027, and 6 of them bound its distance to p**2.
+    # One 32-bit word gives 32 one-bit draws at rate 0.5, 16 two-bit draws at
+    # 0.25, 8 four-bit draws at 0.125. Each position within a word must drop
+    # with probability p = rate, and draws at every distance L = 1..31 apart
+    # independently (a draw reusing another's bits repeats at some L < 32).
+    # Position: each of the 32 positions has m = n / 32 = 3125 draws, so its
+    # zero fraction has standard deviation sqrt(p (1 - p) / m).
+    # Distance L: the m = n - L products D_i D_{i+L} of independent
+    # Bernoulli(p) indicators have mean p**2 and variance p**2 (1 - p**2);
+    # the m - L pairs of products sharing an indicator have covariance
+    # p**3 (1 - p), and all others 0. The fraction of both dropped has
+    # variance (m p**2 (1 - p**2) + 2 (m - L) p**3 (1 - p)) / m**2.
+    # Six standard deviations: two-sided tail 2e-9 per check, 1.3e-7 over all
+    # 63 checks.
     n = 200 * 500
+    p = rate
     y = _numpy(Dropout(rate, seed=8)(_ones((200, 500)), training=True))
     dropped = (y == 0).reshape(-1)
     for position in range(32):
         fraction = np.mean(dropped[position::32])
-        assert abs(fraction - rate) < 6 * math.sqrt(rate * (1 - rate) / (n / 32))
-    both = np.mean(dropped[1:] & dropped[:-1])
-    assert abs(both - rate**2) < 6 * math.sqrt(3 / (4 * (n - 1)))
+        assert abs(fraction - p) < 6 * math.sqrt(p * (1 - p) / (n / 32))
+    for distance in range(1, 32):
+        m = n - distance
+        both = np.mean(dropped[distance:] & dropped[:-distance])
+        variance = m * p**2 * (1 - p**2) + 2 * (m - distance) * p**3 * (1 - p)
+        assert abs(both - p**2) < 6 * math.sqrt(variance) / m, distance
 
 
 def test_survivors_scaled_exactly_by_inverse_keep_probability():

@@ -64,9 +64,10 @@ class Dropout(DropoutFamilyLayer):
     the outputs equals the sum of the inputs. At inference the layer is the
     identity. `rate=1` drops everything and returns zeros.
 
-    Masks are drawn with 16 random bits per element compared against an
-    integer threshold, so the effective drop probability is
-    `round(rate * 2**16) / 2**16`, within `2**-17` of `rate`. The random state
+    Masks are drawn with at most 16 random bits per element, as few as the
+    rate needs (1 at rate 0.5), compared against an integer threshold, so the
+    effective drop probability is `round(rate * 2**16) / 2**16`, within
+    `2**-17` of `rate`. The random state
     is a `keras.random.SeedGenerator`, advanced once per training call and
     saved in `.keras` files: with a `seed`, two fresh processes draw the same
     masks, on any backend, and a reloaded model continues the sequence of
