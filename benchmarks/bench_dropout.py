@@ -25,6 +25,9 @@ baseline (Keras's dropout at rate 0.3 for `dropout`).
 
 `spatial_dropout_2d` also reports `floor_ms`: the same pass with a fixed,
 precomputed mask, which no implementation drawing a fresh mask can beat.
+`drop_connect_dense_1024` reports one too: a Dense layer written as
+`x @ (kernel * fixed_mask) + bias`, the cost of masking the kernel and its
+gradient with no mask drawn and no wrapper.
 
 Each case runs in a fresh process: a case's large allocations otherwise
 change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
@@ -173,6 +176,33 @@ class _FixedMask(keras.layers.Layer):
         return inputs * self.multiplier
 
 
+class _FixedMaskDense(keras.layers.Layer):
+    """The floor of DropConnect(Dense(1024)): a fixed, precomputed kernel mask.
+
+    A Dense layer written directly as `x @ (kernel * multiplier) + bias`, with
+    no mask drawn and no wrapper: the cost any DropConnect pays for masking
+    the kernel in the forward pass and the kernel gradient in the backward
+    pass.
+    """
+
+    def __init__(self, units):
+        super().__init__(name="fixed_mask_dense")
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="glorot_uniform"
+        )
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros")
+        rng = np.random.default_rng(2)
+        keep = rng.random((input_shape[-1], self.units)) >= 0.5
+        self.multiplier = keras.ops.convert_to_tensor(2.0 * keep, "float32")
+
+    def call(self, inputs):
+        kernel = self.kernel * self.multiplier
+        return keras.ops.matmul(inputs, kernel) + self.bias
+
+
 def main():
     if CASES is None:
         for case in CASE_NAMES:
@@ -232,16 +262,18 @@ def main():
                 inputs,
                 targets,
             ),
+            "floor": _train_step(_FixedMaskDense(1024), inputs, targets),
         }
     )
-    rate_0_3_ratio = round(ms["keras_reg_0_3"] / ms["keras"], 3)
     _report(
         "drop_connect_dense_1024",
         ms,
         "keras",
         1.3,
         batch=64,
-        rate_0_3_ratio=rate_0_3_ratio,
+        rate_0_3_ratio=round(ms["keras_reg_0_3"] / ms["keras"], 3),
+        floor_ms=round(ms["floor"], 2),
+        floor_ratio=round(ms["floor"] / ms["keras"], 3),
     )
 
 
