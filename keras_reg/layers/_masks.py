@@ -356,12 +356,13 @@ def _torch_draws_kept(h, n, bits, bits_threshold):
         kept = draws.to(torch.int32)
         torch.sub(bits_threshold - 1 - sign, kept, out=kept)
         return kept.bitwise_right_shift_(31)
-    positions = torch.arange(0, 32, bits, dtype=torch.int32, device=h.device)
     if bits == 1 and bits_threshold == 1:
-        # Kept where the bit is set: shifted up to the sign bit and back
-        # down, it is the mask, in two kernels.
-        kept = torch.bitwise_left_shift(h[:, None], 31 - positions)
+        # Kept where the bit is set: shifted up to the sign bit (bit `m` by
+        # 31 - m) and back down, it is the mask, in two kernels.
+        shifts = torch.arange(31, -1, -1, dtype=torch.int32, device=h.device)
+        kept = torch.bitwise_left_shift(h[:, None], shifts)
         return kept.view(-1)[:n].bitwise_right_shift_(31)
+    positions = torch.arange(0, 32, bits, dtype=torch.int32, device=h.device)
     kept = torch.bitwise_right_shift(h[:, None], positions).view(-1)[:n]
     kept.bitwise_and_((1 << bits) - 1)
     torch.sub(bits_threshold - 1, kept, out=kept)
