@@ -1,5 +1,7 @@
 import math
 import re
+import shutil
+import sysconfig
 import threading
 
 import keras
@@ -117,13 +119,19 @@ def test_mask_matches_numpy_reference_of_documented_algorithm():
     np.testing.assert_array_equal(second != 0, reference_keep(shape, 0.3, 11, 1))
 
 
-# PyTorch hashes small CPU masks in NumPy and larger ones with in-place torch
-# kernels; "kernels" forces the second route for every size.
-TORCH_ROUTES = ["numpy", "kernels"] if BACKEND == "torch" else ["default"]
+# PyTorch drops float32 CPU tensors elementwise with the native C kernels
+# where they were built ("native"); otherwise it hashes small masks in NumPy
+# and larger ones with in-place torch kernels ("kernels" forces the second
+# route for every size).
+TORCH_ROUTES = ["native", "numpy", "kernels"] if BACKEND == "torch" else ["default"]
 
 
 @pytest.fixture(params=TORCH_ROUTES)
 def torch_route(request, monkeypatch):
+    if request.param == "native" and _masks._mask_kernels is None:
+        pytest.skip("the native mask kernels were not built (no C compiler)")
+    if request.param in ("numpy", "kernels"):
+        monkeypatch.setattr(_masks, "_mask_kernels", None)
     if request.param == "kernels":
         monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
     return request.param
@@ -280,6 +288,100 @@ def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
     for mask, shape in ((small, (40, 50)), (large, (90, 50))):
         portable = _masks.keep_mask(shape, 0.3, keys, fast=False)
         np.testing.assert_array_equal(mask, _numpy(portable))
+
+
+def test_native_kernels_are_built_where_a_c_compiler_exists():
+    # setup.py builds them as an optional extension, and tests/run_backends.py
+    # builds them in this tree: without this check a failed build would only
+    # turn the native tests into skips.
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): the torch-kernel path is used")
+    assert _masks._mask_kernels is not None
+
+
+needs_native = pytest.mark.skipif(
+    BACKEND != "torch" or _masks._mask_kernels is None,
+    reason="the native kernels serve the torch backend, where they were built",
+)
+
+
+def _unpacked(words, n):
+    """The keep bits of packed int32 words, element e at bit e % 32 of word e // 32."""
+    words = np.asarray(words).view(np.uint32)
+    return ((words[:, None] >> np.arange(32, dtype=np.uint32)) & 1).reshape(-1)[:n]
+
+
+@needs_native
+@pytest.mark.parametrize("rate", LAYOUT_RATES + [1e-9, 0.999999])
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 1000, 65_537])
+def test_native_keep_words_are_the_documented_mask(n, rate):
+    threshold = _masks.drop_threshold(rate)
+    words = _masks._native_keep_words(n, threshold, 123, -456)
+    assert tuple(words.shape) == ((n + 31) // 32,)
+    keys = tuple(int(k) for k in _masks.keys_from_state(np.array([9, 4], "int32")))
+    words = _masks._native_keep_words(n, threshold, *keys)
+    np.testing.assert_array_equal(
+        _unpacked(words.numpy(), n), reference_keep((n,), rate, 9, 4)
+    )
+
+
+def _drop_and_gradients(x, upstream, rate, keys):
+    """`drop`'s output, its gradient and a second-order gradient, in torch."""
+    import torch
+
+    x = x.clone().requires_grad_(True)
+    y = _masks.drop(x, tuple(x.shape), rate, keys)
+    (grad,) = torch.autograd.grad(y, x, upstream, retain_graph=True)
+    # d/dx sum(y**2) = 2 y m; its derivative, kept differentiable, is 2 m**2.
+    (first,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), x)
+    return [t.detach().numpy() for t in (y, grad, first, second)]
+
+
+@needs_native
+@pytest.mark.parametrize("rate", LAYOUT_RATES)
+def test_native_drop_gives_the_numbers_and_gradients_of_the_torch_kernels(
+    rate, monkeypatch
+):
+    import torch
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(37, 129)).astype("float32")
+    values[0, :8] = [np.nan, np.inf, -np.inf, -0.0, 1e-40, -1e-40, 3e38, -3e38]
+    x = torch.from_numpy(values)
+    # A strided upstream gradient: the kernels take a contiguous copy.
+    upstream = torch.from_numpy(rng.normal(size=(129, 37)).astype("float32")).T
+    keys = (2024, -7)
+    native = _drop_and_gradients(x, upstream, rate, keys)
+    monkeypatch.setattr(_masks, "_mask_kernels", None)
+    kernels = _drop_and_gradients(x, upstream, rate, keys)
+    for got, expected in zip(native, kernels, strict=True):
+        # Bit for bit, NaN where the torch path has NaN (a dropped infinity).
+        np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))
+
+
+@needs_native
+def test_native_drop_serves_only_contiguous_float32_cpu_tensors_of_the_mask_shape():
+    import torch
+
+    x = torch.ones(8, 6)
+    assert _masks._native_usable(x, (8, 6))
+    assert not _masks._native_usable(x, (8, 1))  # a broadcast mask
+    assert not _masks._native_usable(x.T, (6, 8))  # strided
+    assert not _masks._native_usable(x.double(), (8, 6))
+    assert not _masks._native_usable(x.half(), (8, 6))
+    assert not _masks._native_usable(torch.ones(8, 6, device="meta"), (8, 6))
+
+
+@needs_native
+@pytest.mark.parametrize("bits", [0, 3, 32])
+def test_native_kernels_refuse_a_draw_width_they_do_not_define(bits):
+    import torch
+
+    words = torch.zeros(1, dtype=torch.int32)
+    with pytest.raises(ValueError, match=f"bits must be one of 1, 2, 4, 8, 16. Received: bits={bits}"):
+        _masks._mask_kernels.keep_words(words.data_ptr(), 32, 1, 2, bits, 1)
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.inference_mode is torch's")

@@ -23,7 +23,10 @@ where `fmix32` is the MurmurHash3 finalizer and `(k1, k2)` is derived from a
 The portable path is written on `keras.ops`. Each backend also gets a fast
 path computing the same bits: XLA-compiled on TensorFlow and JAX (reading
 16- and 8-bit draws through a bitcast), in-place integer kernels on PyTorch,
-NumPy for small PyTorch CPU masks.
+NumPy for small PyTorch CPU masks. Where the optional C extension
+`_mask_kernels` was built, PyTorch CPU float32 tensors masked elementwise
+(Dropout without a noise shape, DropConnect) use it instead: one native pass
+draws the mask as packed bits, one multiplies (`_native_drop`).
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
 implementation.
 """
@@ -37,6 +40,11 @@ from keras import ops
 
 from keras_reg import _validation
 from keras_reg.layers import _xla
+
+try:
+    from keras_reg.layers import _mask_kernels
+except ImportError:  # installed where no C compiler was found
+    _mask_kernels = None
 
 RANDOM_BITS = 16
 # The fast paths read each hash word's 16- or 8-bit parts in memory order.
@@ -379,6 +387,8 @@ def _torch_keep(shape, threshold, k1, k2, device):
 def _torch_drop(x, shape, threshold, keys, rate, cache):
     import torch
 
+    if _native_usable(x, shape):
+        return _native_drop(x, threshold, keys, rate)
     kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device, cache)
     if x.dtype == torch.float32:
         # -1 & bits(scale) is the float `scale`, 0 & bits(scale) is 0.0: the
@@ -391,6 +401,90 @@ def _torch_drop(x, shape, threshold, keys, rate, cache):
         scale = _scale(rate, keras.backend.standardize_dtype(x.dtype))
         multiplier = kept.neg_().to(x.dtype).mul_(scale)
     return x * multiplier.view(shape)
+
+
+def _native_usable(x, shape):
+    """Whether `_native_drop` applies: the C kernels, float32 on the CPU."""
+    import torch
+
+    return (
+        _mask_kernels is not None
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and tuple(x.shape) == tuple(shape)
+        and x.is_contiguous()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _native_keep_words(n, threshold, k1, k2):
+    """int32 `(ceil(n / 32),)`: bit `r` of word `g` set where `32g + r` is kept."""
+    import torch
+
+    bits, _, bits_threshold = draw_layout(threshold)
+    words = torch.empty((n + 31) // 32, dtype=torch.int32)
+    _mask_kernels.keep_words(
+        words.data_ptr(), n, k1 & 0xFFFFFFFF, k2 & 0xFFFFFFFF, bits, bits_threshold
+    )
+    return words
+
+
+def _native_drop(x, threshold, keys, rate):
+    """`_torch_drop` for a contiguous float32 CPU tensor, by the C kernels.
+
+    The mask is drawn as packed keep bits (an eighth of a byte per element),
+    applied in one pass, and applied again to the gradient from the same
+    bits in the backward pass.
+    """
+    words = _native_keep_words(x.numel(), threshold, keys[0], keys[1])
+    return _native_drop_function().apply(x, words, _scale(rate, "float32"))
+
+
+def _words_multiplier(words, n, scale):
+    """The float32 multiplier, `scale` or 0 per element, from packed words."""
+    import torch
+
+    bits = int(np.float32(scale).view(np.int32))
+    kept = _torch_draws_kept(words, n, 1, 1)
+    return kept.bitwise_and_(bits).view(torch.float32)
+
+
+_native_function = []
+
+
+def _native_drop_function():
+    """The autograd function `x * multiplier` computed by `_mask_kernels`."""
+    if _native_function:
+        return _native_function[0]
+    import torch
+
+    def apply(x, words, scale):
+        x = x.contiguous()
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        _mask_kernels.apply_keep_words(
+            x.data_ptr(), out.data_ptr(), x.numel(), words.data_ptr(), scale
+        )
+        return out
+
+    class NativeDrop(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, words, scale):
+            ctx.save_for_backward(words)
+            ctx.scale = scale
+            return apply(x, words, scale)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (words,) = ctx.saved_tensors
+            if torch.is_grad_enabled() or grad.dtype != torch.float32:
+                # A differentiable product for higher-order gradients, and
+                # for gradients the kernels do not take.
+                multiplier = _words_multiplier(words, grad.numel(), ctx.scale)
+                return grad * multiplier.view(grad.shape), None, None
+            return apply(grad, words, ctx.scale), None, None
+
+    _native_function.append(NativeDrop)
+    return NativeDrop
 
 
 class SeedState:

@@ -1,0 +1,177 @@
+/* Native CPU kernels for the dropout family's masks (PyTorch backend).
+ *
+ * The masks are the ones `_masks.py` defines and every other path draws:
+ * hash word i (counted from 0) is fmix32(fmix32(((i + 1) * 0x9E3779B9) ^ k1)
+ * ^ k2) and gives 32 / bits draws of `bits` bits, lowest bits first; a draw
+ * below `bits_threshold` drops its element.
+ *
+ * keep_words() writes the mask packed one bit per element: bit r of word g
+ * is 1 where element 32 * g + r is kept. apply_keep_words() multiplies a
+ * float32 array by `scale` where its element is kept and by 0 where it is
+ * dropped, in one pass, as `x * multiplier` does on every other path (so a
+ * dropped NaN or infinity gives NaN). The backward pass of dropout is the
+ * same product applied to the gradient, from the same packed words: the
+ * mask costs one bit per element between the two passes.
+ *
+ * Addresses are passed as integers (tensor.data_ptr()); the caller checks
+ * that the arrays are contiguous float32 and int32 of the right sizes. The
+ * loops run without the GIL. Built as an optional extension: without a C
+ * compiler the package falls back to the PyTorch-kernel path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* An AVX2 clone beside the baseline one, picked at load time, where the
+ * toolchain supports function multiversioning (GCC or Clang, glibc, x86-64). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__)
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+#define BLOCK 64 /* keep words per hashing block */
+
+static inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/* Keep words [first, first + count) for `bits`-bit draws: each keep word
+ * packs the 32 draws of `bits` consecutive hash words. */
+#define DEFINE_KEEP(BITS)                                                      \
+    MULTIVERSION static void keep_##BITS(uint32_t *out, int64_t words,         \
+                                         uint32_t k1, uint32_t k2,             \
+                                         uint32_t threshold) {                 \
+        enum { PER = 32 / BITS };                                              \
+        const uint32_t field = (uint32_t)((1ull << BITS) - 1u);                \
+        uint32_t hashed[BLOCK * BITS];                                         \
+        for (int64_t g0 = 0; g0 < words; g0 += BLOCK) {                        \
+            int count = words - g0 < BLOCK ? (int)(words - g0) : BLOCK;        \
+            uint32_t first = (uint32_t)(g0 * BITS);                            \
+            for (int i = 0; i < count * BITS; i++) {                           \
+                uint32_t index = first + (uint32_t)i + 1u;                     \
+                hashed[i] = fmix32(fmix32((index * 0x9E3779B9u) ^ k1) ^ k2);   \
+            }                                                                  \
+            if (BITS == 1) {                                                   \
+                /* One draw per bit: kept where the bit is at least the      \
+                 * threshold (0, 1 or 2). */                                   \
+                for (int g = 0; g < count; g++)                                \
+                    out[g0 + g] = threshold == 0   ? 0xFFFFFFFFu               \
+                                  : threshold == 1 ? hashed[g]                 \
+                                                   : 0u;                       \
+                continue;                                                      \
+            }                                                                  \
+            for (int g = 0; g < count; g++) {                                  \
+                uint32_t word = 0;                                             \
+                for (int q = 0; q < BITS; q++) {                               \
+                    uint32_t h = hashed[g * BITS + q];                         \
+                    for (int m = 0; m < PER; m++) {                            \
+                        uint32_t draw = (h >> (BITS * m)) & field;             \
+                        word |= (uint32_t)(draw >= threshold) << (q * PER + m); \
+                    }                                                          \
+                }                                                              \
+                out[g0 + g] = word;                                            \
+            }                                                                  \
+        }                                                                      \
+    }
+
+DEFINE_KEEP(1)
+DEFINE_KEEP(2)
+DEFINE_KEEP(4)
+DEFINE_KEEP(8)
+DEFINE_KEEP(16)
+
+MULTIVERSION static void apply_words(const float *src, float *dst, int64_t n,
+                                     const uint32_t *words, float scale) {
+    uint32_t scale_bits;
+    memcpy(&scale_bits, &scale, sizeof scale_bits);
+    int64_t full = n / 32;
+    for (int64_t g = 0; g < full; g++) {
+        uint32_t word = words[g];
+        const float *s = src + 32 * g;
+        float *d = dst + 32 * g;
+        for (int r = 0; r < 32; r++) {
+            uint32_t bits = scale_bits & (0u - ((word >> r) & 1u));
+            float multiplier;
+            memcpy(&multiplier, &bits, sizeof multiplier);
+            d[r] = s[r] * multiplier;
+        }
+    }
+    for (int64_t e = 32 * full; e < n; e++) {
+        uint32_t bits = scale_bits & (0u - ((words[e / 32] >> (e % 32)) & 1u));
+        float multiplier;
+        memcpy(&multiplier, &bits, sizeof multiplier);
+        dst[e] = src[e] * multiplier;
+    }
+}
+
+static PyObject *keep_words(PyObject *self, PyObject *args) {
+    unsigned long long out;
+    Py_ssize_t n;
+    unsigned int k1, k2, threshold;
+    int bits;
+    if (!PyArg_ParseTuple(args, "KnIIiI", &out, &n, &k1, &k2, &bits, &threshold))
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n must be non-negative. Received: n=%zd", n);
+        return NULL;
+    }
+    if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16) {
+        PyErr_Format(PyExc_ValueError,
+                     "bits must be one of 1, 2, 4, 8, 16. Received: bits=%d", bits);
+        return NULL;
+    }
+    int64_t words = ((int64_t)n + 31) / 32;
+    uint32_t *dst = (uint32_t *)(uintptr_t)out;
+    Py_BEGIN_ALLOW_THREADS
+    switch (bits) {
+    case 1: keep_1(dst, words, k1, k2, threshold); break;
+    case 2: keep_2(dst, words, k1, k2, threshold); break;
+    case 4: keep_4(dst, words, k1, k2, threshold); break;
+    case 8: keep_8(dst, words, k1, k2, threshold); break;
+    default: keep_16(dst, words, k1, k2, threshold); break;
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
+    unsigned long long src, dst, words;
+    Py_ssize_t n;
+    float scale;
+    if (!PyArg_ParseTuple(args, "KKnKf", &src, &dst, &n, &words, &scale))
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n must be non-negative. Received: n=%zd", n);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    apply_words((const float *)(uintptr_t)src, (float *)(uintptr_t)dst, (int64_t)n,
+                (const uint32_t *)(uintptr_t)words, scale);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"keep_words", keep_words, METH_VARARGS,
+     "keep_words(out, n, k1, k2, bits, bits_threshold): writes ceil(n / 32) "
+     "uint32 words at address `out`, bit r of word g set where element "
+     "32 * g + r is kept."},
+    {"apply_keep_words", apply_keep_words, METH_VARARGS,
+     "apply_keep_words(src, dst, n, words, scale): dst[e] = src[e] * (scale "
+     "where bit e of the words is set, else 0), for n float32 elements."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_mask_kernels",
+    "Native CPU kernels for keras_reg's dropout masks.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__mask_kernels(void) { return PyModule_Create(&module); }
