@@ -32,7 +32,9 @@ gradient with no mask drawn and no wrapper.
 Each case runs in a fresh process: a case's large allocations otherwise
 change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
 runs only the cases named, in this process.
-On PyTorch, `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
+On PyTorch, `native_kernels` says whether the optional C kernels (see the
+README's "Native kernels") served the float32 masks, and
+`BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
 machine whose cores are shared with other work, intra-op threads stall at
 each operation's barrier, which penalizes many short operations.
 """
@@ -145,6 +147,14 @@ def _torch_threads():
     return torch.get_num_threads()
 
 
+def _native_kernels():
+    if BACKEND != "torch":
+        return None
+    from keras_reg.layers import _masks
+
+    return _masks._mask_kernels is not None
+
+
 def _report(case, ms, baseline, target, **extra):
     line = {
         "backend": BACKEND,
@@ -157,6 +167,8 @@ def _report(case, ms, baseline, target, **extra):
         # Other work on the machine skews both timings; recorded for context.
         "load_average_1min": round(os.getloadavg()[0], 2),
         "torch_threads": _torch_threads(),
+        # PyTorch: whether the optional C kernels drew and applied the masks.
+        "native_kernels": _native_kernels(),
         **extra,
     }
     print(json.dumps(line), flush=True)
