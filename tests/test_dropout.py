@@ -380,9 +380,80 @@ def test_native_kernels_refuse_a_draw_width_they_do_not_define(bits):
     import torch
 
     words = torch.zeros(1, dtype=torch.int32)
-    expected = f"bits must be one of 1, 2, 4, 8, 16. Received: bits={bits}"
+    expected = (
+        "Invalid value received for argument `bits`. Expected one of 1, 2, 4, 8, "
+        f"16. Received: bits={bits}"
+    )
     with pytest.raises(ValueError, match=re.escape(expected)):
-        _masks._mask_kernels.keep_words(words.data_ptr(), 32, 1, 2, bits, 1)
+        _masks._mask_kernels.keep_words(words.data_ptr(), 1, 32, 1, 2, bits, 1)
+
+
+@needs_native
+def test_native_kernels_refuse_sizes_their_buffers_cannot_hold():
+    import torch
+
+    words = torch.zeros(2, dtype=torch.int32)
+    x = torch.ones(65)
+    kernels = _masks._mask_kernels
+    with pytest.raises(ValueError, match=re.escape("Received: words=2")):
+        kernels.keep_words(words.data_ptr(), 2, 65, 1, 2, 1, 1)  # needs 3 words
+    with pytest.raises(ValueError, match=re.escape("Received: words=2")):
+        kernels.apply_keep_words(
+            x.data_ptr(), x.data_ptr(), 65, words.data_ptr(), 2, 2.0
+        )
+    with pytest.raises(ValueError, match=re.escape("Received: n=-1")):
+        kernels.keep_words(words.data_ptr(), 2, -1, 1, 2, 1, 1)
+    with pytest.raises(ValueError, match=re.escape("Received: address=0")):
+        kernels.apply_keep_words(0, x.data_ptr(), 64, words.data_ptr(), 2, 2.0)
+
+
+def _transformed_drops():
+    """Dropout under vmap, torch.func.grad and forward-mode AD, in torch."""
+    import torch
+    import torch.autograd.forward_ad as forward_ad
+
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(6, 40)).astype("f4"))
+
+    def drop(x):
+        return _masks.drop(x, tuple(x.shape), 0.3, (5, 6))
+
+    results = [
+        keras.ops.vectorized_map(drop, x),
+        torch.func.grad(lambda x: (drop(x) ** 2).sum())(x),
+    ]
+    with forward_ad.dual_level():
+        primal, tangent = forward_ad.unpack_dual(
+            drop(forward_ad.make_dual(x, torch.full_like(x, 3.0)))
+        )
+        results += [primal.detach(), tangent]
+    return [_numpy(result) for result in results]
+
+
+@needs_native
+def test_native_drop_under_vmap_func_and_forward_ad_matches_the_torch_kernels(
+    monkeypatch,
+):
+    # Transforms whose tensors have no storage of their own take the torch
+    # kernels; forward-mode AD runs the native forward and its jvp.
+    native = _transformed_drops()
+    monkeypatch.setattr(_masks, "_mask_kernels", None)
+    for got, expected in zip(native, _transformed_drops(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_native
+def test_native_kernels_stay_out_of_torch_jit_tracing():
+    import torch
+
+    seen = []
+
+    def record(x):
+        seen.append(_masks._native_usable(x, tuple(x.shape)))
+        return x * 2
+
+    torch.jit.trace(record, torch.ones(4, 3), check_trace=False)
+    assert seen == [False]
+    assert _masks._native_usable(torch.ones(4, 3), (4, 3))
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.inference_mode is torch's")

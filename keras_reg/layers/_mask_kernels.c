@@ -13,9 +13,10 @@
  * same product applied to the gradient, from the same packed words: the
  * mask costs one bit per element between the two passes.
  *
- * Addresses are passed as integers (tensor.data_ptr()); the caller checks
- * that the arrays are contiguous float32 and int32 of the right sizes. The
- * loops run without the GIL. Built as an optional extension: without a C
+ * Addresses are passed as integers (tensor.data_ptr()) with the element and
+ * word counts, which are checked against each other; the caller checks that
+ * the arrays are contiguous float32 and int32 of those sizes. The loops run
+ * without the GIL. Built as an optional extension: without a C
  * compiler the package falls back to the PyTorch-kernel path.
  */
 #define PY_SSIZE_T_CLEAN
@@ -111,31 +112,55 @@ MULTIVERSION static void apply_words(const float *src, float *dst, int64_t n,
     }
 }
 
+/* The package's error template (keras_reg/_validation.py). */
+static PyObject *invalid_argument(const char *name, const char *expected,
+                                  long long value) {
+    PyErr_Format(PyExc_ValueError,
+                 "Invalid value received for argument `%s`. Expected %s. "
+                 "Received: %s=%lld",
+                 name, expected, name, value);
+    return NULL;
+}
+
+/* Checks the element count, the packed words' count and the addresses. */
+static int check_sizes(Py_ssize_t n, Py_ssize_t words,
+                       unsigned long long addresses_nonzero) {
+    if (n < 0 || n > PY_SSIZE_T_MAX - 31) {
+        invalid_argument("n", "a non-negative element count", (long long)n);
+        return 0;
+    }
+    if (words < (n + 31) / 32) {
+        invalid_argument("words", "at least ceil(n / 32) packed words", (long long)words);
+        return 0;
+    }
+    if (n > 0 && !addresses_nonzero) {
+        invalid_argument("address", "non-zero addresses for a non-empty array", 0);
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *keep_words(PyObject *self, PyObject *args) {
     unsigned long long out;
-    Py_ssize_t n;
+    Py_ssize_t words, n;
     unsigned int k1, k2, threshold;
     int bits;
-    if (!PyArg_ParseTuple(args, "KnIIiI", &out, &n, &k1, &k2, &bits, &threshold))
+    if (!PyArg_ParseTuple(args, "KnnIIiI", &out, &words, &n, &k1, &k2, &bits,
+                          &threshold))
         return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "n must be non-negative. Received: n=%zd", n);
+    if (!check_sizes(n, words, out != 0))
         return NULL;
-    }
-    if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16) {
-        PyErr_Format(PyExc_ValueError,
-                     "bits must be one of 1, 2, 4, 8, 16. Received: bits=%d", bits);
-        return NULL;
-    }
-    int64_t words = ((int64_t)n + 31) / 32;
+    if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16)
+        return invalid_argument("bits", "one of 1, 2, 4, 8, 16", bits);
+    int64_t count = ((int64_t)n + 31) / 32;
     uint32_t *dst = (uint32_t *)(uintptr_t)out;
     Py_BEGIN_ALLOW_THREADS
     switch (bits) {
-    case 1: keep_1(dst, words, k1, k2, threshold); break;
-    case 2: keep_2(dst, words, k1, k2, threshold); break;
-    case 4: keep_4(dst, words, k1, k2, threshold); break;
-    case 8: keep_8(dst, words, k1, k2, threshold); break;
-    default: keep_16(dst, words, k1, k2, threshold); break;
+    case 1: keep_1(dst, count, k1, k2, threshold); break;
+    case 2: keep_2(dst, count, k1, k2, threshold); break;
+    case 4: keep_4(dst, count, k1, k2, threshold); break;
+    case 8: keep_8(dst, count, k1, k2, threshold); break;
+    default: keep_16(dst, count, k1, k2, threshold); break;
     }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
@@ -143,14 +168,13 @@ static PyObject *keep_words(PyObject *self, PyObject *args) {
 
 static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
     unsigned long long src, dst, words;
-    Py_ssize_t n;
+    Py_ssize_t n, word_count;
     float scale;
-    if (!PyArg_ParseTuple(args, "KKnKf", &src, &dst, &n, &words, &scale))
+    if (!PyArg_ParseTuple(args, "KKnKnf", &src, &dst, &n, &words, &word_count,
+                          &scale))
         return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "n must be non-negative. Received: n=%zd", n);
+    if (!check_sizes(n, word_count, src != 0 && dst != 0 && words != 0))
         return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     apply_words((const float *)(uintptr_t)src, (float *)(uintptr_t)dst, (int64_t)n,
                 (const uint32_t *)(uintptr_t)words, scale);
@@ -160,12 +184,13 @@ static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"keep_words", keep_words, METH_VARARGS,
-     "keep_words(out, n, k1, k2, bits, bits_threshold): writes ceil(n / 32) "
-     "uint32 words at address `out`, bit r of word g set where element "
-     "32 * g + r is kept."},
+     "keep_words(out, words, n, k1, k2, bits, bits_threshold): writes "
+     "ceil(n / 32) uint32 words at address `out` (room for `words`), bit r "
+     "of word g set where element 32 * g + r is kept."},
     {"apply_keep_words", apply_keep_words, METH_VARARGS,
-     "apply_keep_words(src, dst, n, words, scale): dst[e] = src[e] * (scale "
-     "where bit e of the words is set, else 0), for n float32 elements."},
+     "apply_keep_words(src, dst, n, words, word_count, scale): dst[e] = "
+     "src[e] * (scale where bit e of the packed words is set, else 0), for "
+     "n float32 elements."},
     {NULL, NULL, 0, NULL},
 };
 

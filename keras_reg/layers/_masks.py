@@ -404,7 +404,14 @@ def _torch_drop(x, shape, threshold, keys, rate, cache):
 
 
 def _native_usable(x, shape):
-    """Whether `_native_drop` applies: the C kernels, float32 on the CPU."""
+    """Whether `_native_drop` applies: the C kernels, float32 on the CPU.
+
+    The kernels read and write memory directly, so they stay out of whatever
+    traces or transforms tensors instead of running on them: `torch.compile`,
+    `torch.jit.trace` (which would record the mask's uninitialised buffer)
+    and functorch transforms (`torch.vmap`, `torch.func`, Keras's
+    `vectorized_map`), whose tensors have no storage of their own.
+    """
     import torch
 
     return (
@@ -414,7 +421,17 @@ def _native_usable(x, shape):
         and tuple(x.shape) == tuple(shape)
         and x.is_contiguous()
         and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not _functorch_active()
     )
+
+
+def _functorch_active():
+    import torch
+
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    # Without the check (a future torch), assume a transform may be active.
+    return True if active is None else bool(active())
 
 
 def _native_keep_words(n, threshold, k1, k2):
@@ -424,7 +441,13 @@ def _native_keep_words(n, threshold, k1, k2):
     bits, _, bits_threshold = draw_layout(threshold)
     words = torch.empty((n + 31) // 32, dtype=torch.int32)
     _mask_kernels.keep_words(
-        words.data_ptr(), n, k1 & 0xFFFFFFFF, k2 & 0xFFFFFFFF, bits, bits_threshold
+        words.data_ptr(),
+        words.numel(),
+        n,
+        k1 & 0xFFFFFFFF,
+        k2 & 0xFFFFFFFF,
+        bits,
+        bits_threshold,
     )
     return words
 
@@ -462,26 +485,41 @@ def _native_drop_function():
         x = x.contiguous()
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         _mask_kernels.apply_keep_words(
-            x.data_ptr(), out.data_ptr(), x.numel(), words.data_ptr(), scale
+            x.data_ptr(),
+            out.data_ptr(),
+            x.numel(),
+            words.data_ptr(),
+            words.numel(),
+            scale,
         )
         return out
+
+    def product(tangent, words, scale):
+        # Differentiable: for higher-order gradients and forward-mode AD.
+        multiplier = _words_multiplier(words, tangent.numel(), scale)
+        return tangent * multiplier.view(tangent.shape)
 
     class NativeDrop(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, words, scale):
             ctx.save_for_backward(words)
+            ctx.save_for_forward(words)
             ctx.scale = scale
             return apply(x, words, scale)
 
         @staticmethod
         def backward(ctx, grad):
             (words,) = ctx.saved_tensors
-            if torch.is_grad_enabled() or grad.dtype != torch.float32:
-                # A differentiable product for higher-order gradients, and
-                # for gradients the kernels do not take.
-                multiplier = _words_multiplier(words, grad.numel(), ctx.scale)
-                return grad * multiplier.view(grad.shape), None, None
+            if torch.is_grad_enabled():  # create_graph=True
+                return product(grad, words, ctx.scale), None, None
+            # The engine hands over the gradient in the output's dtype,
+            # float32.
             return apply(grad, words, ctx.scale), None, None
+
+        @staticmethod
+        def jvp(ctx, x_tangent, words_tangent, scale_tangent):
+            (words,) = ctx.saved_tensors
+            return product(x_tangent, words, ctx.scale)
 
     _native_function.append(NativeDrop)
     return NativeDrop

@@ -29,13 +29,14 @@ class DropConnect(DropoutFamilyLayer):
 
     Masks are drawn as in `keras_reg.layers.Dropout`: reproducible with a
     seed, saved with the model and active inside `keras_reg.mc_predict`. On
-    PyTorch, float32 kernels on the CPU are masked by the package's native
-    kernels, which keep the mask as one bit per kernel entry for the backward
-    pass. On TensorFlow, and on PyTorch elsewhere for kernels of more than
-    2**16 entries, the wrapper keeps the first of the mask hash's two rounds,
-    which depends only on the seed, between calls: `b / 8` bytes per kernel
-    entry for `b`-bit draws (2 bytes at most, 1/8 at rate 0.5) for each of
-    the last two seeds used, for one round of hashing per step instead of two.
+    PyTorch, float32 kernels on the CPU are masked by the package's optional
+    native kernels where they were built, keeping the mask as one bit per
+    kernel entry for the backward pass. On TensorFlow, and on PyTorch
+    elsewhere for kernels of more than 2**16 entries, the wrapper keeps the
+    first of the mask hash's two rounds, which depends only on the seed,
+    between calls: `b / 8` bytes per kernel entry for `b`-bit draws (2 bytes
+    at most, 1/8 at rate 0.5) for each of the last two seeds used, for one
+    round of hashing per step instead of two.
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,

@@ -71,9 +71,10 @@ class Dropout(DropoutFamilyLayer):
     is a `keras.random.SeedGenerator`, advanced once per training call and
     saved in `.keras` files: with a `seed`, two fresh processes draw the same
     masks, on any backend, and a reloaded model continues the sequence of
-    masks where the saved one stopped. On PyTorch, float32 CPU inputs without
-    a `noise_shape` are masked by the package's native kernels, which keep
-    the mask for the backward pass as one bit per unit.
+    masks where the saved one stopped. On PyTorch, contiguous float32 CPU
+    inputs without a `noise_shape` are masked by the package's optional
+    native kernels where they were built, keeping the mask for the backward
+    pass as one bit per unit.
 
     Inside `keras_reg.mc_predict`, the layer drops units even though the
     model runs with `training=False`.
