@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _torch_threads  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -68,17 +69,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=None,
-        help="torch intra-op threads; 1 steadies timings on a busy machine",
-    )
+    _torch_threads.add_argument(parser)
     args = parser.parse_args(argv)
-    if args.torch_threads and keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+    _torch_threads.apply(args)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, args.units)).astype("float32")

@@ -36,6 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _torch_threads  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -153,17 +154,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=None,
-        help="torch intra-op threads; 1 steadies timings on a busy machine",
-    )
+    _torch_threads.add_argument(parser)
     args = parser.parse_args(argv)
-    if args.torch_threads and keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+    _torch_threads.apply(args)
 
     data = load_data(args.seed)
     lr = args.learning_rate
