@@ -16,8 +16,8 @@
  * Addresses are passed as integers (tensor.data_ptr()) with the element and
  * word counts, which are checked against each other; the caller checks that
  * the arrays are contiguous float32 and int32 of those sizes. The loops run
- * without the GIL. Built as an optional extension: without a C
- * compiler the package falls back to the PyTorch-kernel path.
+ * without the GIL. Built as an optional extension: without a C compiler
+ * the package falls back to the PyTorch-kernel path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,8 +43,9 @@ static inline uint32_t fmix32(uint32_t h) {
     return h;
 }
 
-/* Keep words [first, first + count) for `bits`-bit draws: each keep word
- * packs the 32 draws of `bits` consecutive hash words. */
+/* Writes `words` keep words for `BITS`-bit draws: keep word g packs the 32
+ * draws of hash words g * BITS to g * BITS + BITS - 1, hashed BLOCK keep
+ * words at a time. */
 #define DEFINE_KEEP(BITS)                                                      \
     MULTIVERSION static void keep_##BITS(uint32_t *out, int64_t words,         \
                                          uint32_t k1, uint32_t k2,             \
