@@ -114,13 +114,13 @@ def test_tensorflow_inference_routes_match_the_portable_path(
     import tensorflow as tf
 
     used = []
-    fused = fast._tf_fused_infer
+    fused = fast._tf_fused
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         used.append("fused")
-        return fused(*args)
+        return fused(*args, **kwargs)
 
-    monkeypatch.setattr(fast, "_tf_fused_infer", spy)
+    monkeypatch.setattr(fast, "_tf_fused", spy)
     rng = np.random.default_rng(23)
     x = rng.normal(1.0, 2.0, (7, 3, 5)).astype("float32")
     upstream = rng.normal(size=x.shape).astype("float32")

@@ -103,29 +103,42 @@ def _tf_scale_offset(x, gamma, beta):
     return scale, offset
 
 
-def _tf_train(layer, x, gamma, beta):
+def _tf_fused(layer, x, gamma, beta, *, training, mean=None, variance=None):
+    """The fused kernel on channels-last `x`: `(y, mean, variance)`.
+
+    In training `mean` and `variance` are the batch's, the variance unbiased;
+    at inference they are the ones passed in.
+    """
     import tensorflow as tf
 
-    channels = x.shape[-1]
     # Any channels-last input is a (values, 1, 1, channels) NHWC image to the
     # fused kernel; the reshapes are free.
-    flat = tf.reshape(x, (-1, 1, 1, channels))
+    flat = tf.reshape(x, (-1, 1, 1, x.shape[-1]))
     scale, offset = _tf_scale_offset(x, gamma, beta)
     y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
         flat,
         scale,
         offset,
+        mean=mean,
+        variance=variance,
         epsilon=layer.epsilon,
-        is_training=True,
+        is_training=training,
         data_format="NHWC",
     )
+    return tf.reshape(y, _tf_shape(x)), mean, variance
+
+
+def _tf_train(layer, x, gamma, beta):
+    import tensorflow as tf
+
+    y, mean, variance = _tf_fused(layer, x, gamma, beta, training=True)
     # The kernel returns the unbiased variance; Keras's moving variance takes
     # the biased one. A single value per channel has variance 0.
-    count = tf.cast(tf.shape(flat)[0], variance.dtype)
+    count = tf.cast(tf.size(x) // x.shape[-1], variance.dtype)
     variance = tf.where(
         count > 1.0, variance * ((count - 1.0) / count), tf.zeros_like(variance)
     )
-    return tf.reshape(y, _tf_shape(x)), mean, variance
+    return y, mean, variance
 
 
 _tf_compiled = {}
@@ -150,26 +163,10 @@ def _tf_infer(layer, x, mean, variance, gamma, beta, normalize):
         return function(x, mean, variance, gamma, beta, layer.epsilon, shape)
     if layer.epsilon < _FUSED_MIN_EPSILON:
         return normalize(x, mean, variance, gamma, beta, layer.epsilon, shape)
-    return _tf_fused_infer(layer, x, mean, variance, gamma, beta)
-
-
-def _tf_fused_infer(layer, x, mean, variance, gamma, beta):
-    import tensorflow as tf
-
-    channels = x.shape[-1]
-    flat = tf.reshape(x, (-1, 1, 1, channels))
-    scale, offset = _tf_scale_offset(x, gamma, beta)
-    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        flat,
-        scale,
-        offset,
-        mean=mean,
-        variance=variance,
-        epsilon=layer.epsilon,
-        is_training=False,
-        data_format="NHWC",
+    y, _, _ = _tf_fused(
+        layer, x, gamma, beta, training=False, mean=mean, variance=variance
     )
-    return tf.reshape(y, _tf_shape(x))
+    return y
 
 
 def _torch_view(x, axis):
