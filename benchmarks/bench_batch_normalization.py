@@ -13,6 +13,8 @@ TensorFlow, ``jax.jit`` on JAX, eager on torch.
 
 ``*_gbps`` is the input tensor's size divided by the time, beside the same
 figure for a NumPy copy of the tensor, a proxy for the memory-bandwidth limit.
+On a GPU, ``device_copy_gbps`` is that figure for ``x + 1`` on the device
+(one read and one write of the tensor, as a copy); it is null on CPU.
 """
 
 import argparse
@@ -26,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _accelerator  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -109,8 +112,11 @@ def jax_steps(layer, x, upstream):
 def torch_steps(layer, x, upstream):
     import torch
 
-    x = torch.tensor(x)
-    upstream = torch.tensor(upstream)
+    # On the device Keras puts the layer's variables on (a GPU where present).
+    x = keras.ops.convert_to_tensor(x)
+    upstream = keras.ops.convert_to_tensor(upstream)
+    # CUDA queues work: a step is timed until the device has run it.
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def train():
         inputs = x.detach().requires_grad_(True)
@@ -118,16 +124,50 @@ def torch_steps(layer, x, upstream):
         (y * upstream).sum().backward()
         for variable in layer.trainable_variables:
             variable.value.grad = None
+        sync()
         return inputs.grad
 
     def infer():
         with torch.no_grad():
-            return layer(x, training=False)
+            y = layer(x, training=False)
+        sync()
+        return y
 
     return {"train": train, "infer": infer}
 
 
 STEPS = {"tensorflow": tensorflow_steps, "jax": jax_steps, "torch": torch_steps}
+
+
+def device_copy(backend, x):
+    """`x + 1` on the accelerator, waited for; None where there is none.
+
+    It reads and writes the tensor once, as a copy does: the bandwidth proxy
+    on a GPU, where the NumPy copy measures the host's memory instead.
+    """
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_logical_devices("GPU"):
+            return None
+        x = tf.constant(x)
+        add = tf.function(lambda: x + 1.0)
+        return lambda: (add(), tf.experimental.sync_devices())
+    if backend == "jax":
+        import jax
+
+        if jax.default_backend() == "cpu":
+            return None
+        x = jax.numpy.asarray(x)
+        add = jax.jit(lambda a: a + 1.0)
+        return lambda: add(x).block_until_ready()
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    x = keras.ops.convert_to_tensor(x)
+    out = torch.empty_like(x)
+    return lambda: (torch.add(x, 1.0, out=out), torch.cuda.synchronize())
 
 
 def set_threads(backend, threads):
@@ -152,7 +192,7 @@ def calls_per_sample(candidates, minimum_seconds):
     """Repetitions that make every sample last at least `minimum_seconds`.
 
     Sub-millisecond steps are otherwise timed at the resolution of scheduler
-    noise; every candidate gets the same count.
+    noise; every candidate passed gets the same count.
     """
     fastest = min(time_per_call(fn, 1) for fn in candidates.values())
     return max(1, math.ceil(minimum_seconds / max(fastest, 1e-6)))
@@ -177,6 +217,7 @@ def main():
     )
     args = parser.parse_args()
     backend = keras.backend.backend()
+    device = _accelerator.device_name()
     if args.threads is not None:
         set_threads(backend, args.threads)
     rng = np.random.default_rng(0)
@@ -184,6 +225,7 @@ def main():
         x = rng.normal(1.0, 2.0, shape).astype("float32")
         upstream = rng.normal(size=shape).astype("float32")
         copy_target = np.empty_like(x)
+        copy_on_device = device_copy(backend, x)
         steps = {
             "keras": STEPS[backend](
                 make_layer(keras.layers.BatchNormalization, shape), x, upstream
@@ -198,20 +240,36 @@ def main():
                 "keras_reg": steps["keras_reg"][mode],
                 "numpy_copy": lambda dst=copy_target, src=x: np.copyto(dst, src),
             }
+            if copy_on_device is not None:
+                candidates["device_copy"] = copy_on_device
             for fn in candidates.values():
                 for _ in range(args.warmup):
                     fn()
-            number = calls_per_sample(candidates, args.sample_ms / 1e3)
+            # The two layers share a count; each copy gets its own, since on
+            # a GPU the host copy is far slower than the device's.
+            number = calls_per_sample(
+                {name: candidates[name] for name in ("keras", "keras_reg")},
+                args.sample_ms / 1e3,
+            )
+            numbers = {
+                name: (
+                    number
+                    if name in ("keras", "keras_reg")
+                    else calls_per_sample({name: fn}, args.sample_ms / 1e3)
+                )
+                for name, fn in candidates.items()
+            }
             times = {name: [] for name in candidates}
             for _ in range(args.rounds):
                 for name, fn in candidates.items():
-                    times[name].append(time_per_call(fn, number))
+                    times[name].append(time_per_call(fn, numbers[name]))
             median = {name: statistics.median(t) for name, t in times.items()}
             gigabytes = x.nbytes / 1e9
             print(
                 json.dumps(
                     {
                         "backend": backend,
+                        "device": device,
                         "mode": mode,
                         "shape": list(shape),
                         "rounds": args.rounds,
@@ -223,6 +281,11 @@ def main():
                         "keras_gbps": round(gigabytes / median["keras"], 2),
                         "keras_reg_gbps": round(gigabytes / median["keras_reg"], 2),
                         "numpy_copy_gbps": round(gigabytes / median["numpy_copy"], 2),
+                        "device_copy_gbps": (
+                            round(gigabytes / median["device_copy"], 2)
+                            if "device_copy" in median
+                            else None
+                        ),
                     }
                 ),
                 flush=True,

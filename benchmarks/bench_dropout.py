@@ -32,8 +32,10 @@ gradient with no mask drawn and no wrapper.
 Each case runs in a fresh process: a case's large allocations otherwise
 change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
 runs only the cases named, in this process.
+`device` is "cpu" or the accelerator's name; on a GPU each pass is timed
+until the device has run it.
 On PyTorch, `native_kernels` says whether the optional C kernels (see the
-README's "Native kernels") served the float32 masks, and
+README's "Native kernels", CPU only) served the float32 masks, and
 `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
 machine whose cores are shared with other work, intra-op threads stall at
 each operation's barrier, which penalizes many short operations.
@@ -49,6 +51,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import _accelerator  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -108,12 +111,16 @@ def _forward_backward(layer, x, g):
         return run
     import torch
 
-    x = torch.tensor(x, requires_grad=True)
-    g = torch.tensor(g)
+    # On Keras's device (a GPU where present), where CUDA queues the work:
+    # each pass is timed until the device has run it.
+    x = keras.ops.convert_to_tensor(x).requires_grad_(True)
+    g = keras.ops.convert_to_tensor(g)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def run():
         x.grad = None
         (layer(x, training=True) * g).sum().backward()
+        sync()
 
     return run
 
@@ -150,14 +157,18 @@ def _torch_threads():
 def _native_kernels():
     if BACKEND != "torch":
         return None
+    import torch
+
     from keras_reg.layers import _masks
 
-    return _masks._mask_kernels is not None
+    # They serve CPU tensors only; on a GPU the torch kernels draw the masks.
+    return _masks._mask_kernels is not None and not torch.cuda.is_available()
 
 
 def _report(case, ms, baseline, target, **extra):
     line = {
         "backend": BACKEND,
+        "device": _accelerator.device_name(),
         "case": case,
         "keras_ms": round(ms[baseline], 2),
         "keras_reg_ms": round(ms["keras_reg"], 2),

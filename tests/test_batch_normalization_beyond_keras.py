@@ -68,6 +68,35 @@ KERNEL_CASES = [
 ]
 
 
+def _torch_cuda():
+    if BACKEND != "torch":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _torch_cuda(), reason="a CPU tensor into a layer on a GPU")
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_cpu_input_moves_to_the_layers_gpu_as_in_keras(fast_path):
+    import torch
+
+    x = np.random.default_rng(3).normal(2.0, 3.0, (8, 4, 4, 5)).astype("float32")
+    ours = BatchNormalization(momentum=0.5)
+    ours.build(x.shape)
+    ours._use_fast_path = fast_path
+    theirs = keras.layers.BatchNormalization(momentum=0.5)
+    theirs.build(x.shape)
+    for training in (True, False):
+        y = ours(torch.tensor(x), training=training)
+        expected = theirs(torch.tensor(x), training=training)
+        assert y.device == expected.device and y.is_cuda
+        np.testing.assert_allclose(to_numpy(y), to_numpy(expected), atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(ours.moving_variance), to_numpy(theirs.moving_variance), rtol=1e-5
+    )
+
+
 @pytest.mark.skipif(not HAS_KERNEL, reason="JAX runs the portable path")
 @pytest.mark.parametrize("shape, axis, kwargs", KERNEL_CASES)
 def test_kernel_matches_portable_path(shape, axis, kwargs):

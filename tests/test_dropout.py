@@ -1,4 +1,5 @@
 import math
+import os
 import re
 import shutil
 import sysconfig
@@ -122,14 +123,50 @@ def test_mask_matches_numpy_reference_of_documented_algorithm():
 # PyTorch drops float32 CPU tensors elementwise with the native C kernels
 # where they were built ("native"); otherwise it hashes small masks in NumPy
 # and larger ones with in-place torch kernels ("kernels" forces the second
-# route for every size).
-TORCH_ROUTES = ["native", "numpy", "kernels"] if BACKEND == "torch" else ["default"]
+# route for every size). GPU tensors are dropped by the Triton kernel
+# ("triton"), which also runs on the CPU under TRITON_INTERPRET=1.
+TORCH_ROUTES = (
+    ["native", "numpy", "kernels", "triton"] if BACKEND == "torch" else ["default"]
+)
+
+
+def _triton_runs():
+    """Whether the Triton kernel can run here: a GPU, or the interpreter."""
+    if BACKEND != "torch" or _masks._triton_kernels() is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+needs_triton = pytest.mark.skipif(
+    not _triton_runs(),
+    reason="the Triton kernel needs torch, Triton and a GPU or TRITON_INTERPRET=1",
+)
+
+
+def _skip_interpreted_bfloat16(dtype):
+    import torch
+
+    if dtype == "bfloat16" and not torch.cuda.is_available():
+        pytest.skip("Triton's interpreter truncates float32 to bfloat16")
+
+
+def _force_triton(monkeypatch):
+    """Routes CPU tensors to the kernel too (the interpreter), GPU ones as ever."""
+    monkeypatch.setattr(_masks, "_TRITON_DEVICES", ("cuda", "cpu"))
 
 
 @pytest.fixture(params=TORCH_ROUTES)
 def torch_route(request, monkeypatch):
     if request.param == "native" and _masks._mask_kernels is None:
         pytest.skip("the native mask kernels were not built (no C compiler)")
+    if request.param == "triton":
+        if not _triton_runs():
+            pytest.skip("Triton needs a GPU, or TRITON_INTERPRET=1 (and Triton)")
+        _force_triton(monkeypatch)
+    elif BACKEND == "torch":
+        monkeypatch.setattr(_masks, "_TRITON_DEVICES", ())
     if request.param in ("numpy", "kernels"):
         monkeypatch.setattr(_masks, "_mask_kernels", None)
     if request.param == "kernels":
@@ -200,6 +237,8 @@ def test_fast_drop_gives_the_numbers_of_the_portable_path(
         pytest.skip("JAX truncates float64 unless jax_enable_x64 is set")
     if dtype == "float16" and 1 / (1 - rate) > np.finfo("float16").max:
         pytest.skip("the survivors' scale overflows float16")
+    if torch_route == "triton":
+        _skip_interpreted_bfloat16(dtype)
     state = keras.ops.convert_to_tensor(np.array([987, 6], dtype="int32"))
     keys = _masks.keys_from_state(state)
     values = np.random.default_rng(0).normal(size=x_shape).astype("float32")
@@ -280,10 +319,13 @@ def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
     monkeypatch.setattr(_masks, "_torch_buffers", threading.local())
     monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
     monkeypatch.setattr(_masks, "_TORCH_WORKSPACE_MAX_WORDS", 2048)
+    import torch
+
     keys = (12345, -678)
-    small = _numpy(_masks.keep_mask((40, 50), 0.3, keys, like=keras.ops.zeros(1)))
+    cpu = torch.zeros(1, device="cpu")  # the workspace is the CPU's, also on a GPU
+    small = _numpy(_masks.keep_mask((40, 50), 0.3, keys, like=cpu))
     assert _masks._torch_buffers.buffer.shape == (2, 1024)  # 1000 words, one row
-    large = _numpy(_masks.keep_mask((90, 50), 0.3, keys, like=keras.ops.zeros(1)))
+    large = _numpy(_masks.keep_mask((90, 50), 0.3, keys, like=cpu))
     assert _masks._torch_buffers.buffer.shape == (2, 1024)  # not grown past the cap
     for mask, shape in ((small, (40, 50)), (large, (90, 50))):
         portable = _masks.keep_mask(shape, 0.3, keys, fast=False)
@@ -336,7 +378,7 @@ def _drop_and_gradients(x, upstream, rate, keys):
     # d/dx sum(y**2) = 2 y m; its derivative, kept differentiable, is 2 m**2.
     (first,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
     (second,) = torch.autograd.grad(first.sum(), x)
-    return [t.detach().numpy() for t in (y, grad, first, second)]
+    return [t.detach().cpu().numpy() for t in (y, grad, first, second)]
 
 
 @needs_native
@@ -407,12 +449,13 @@ def test_native_kernels_refuse_sizes_their_buffers_cannot_hold():
         kernels.apply_keep_words(0, x.data_ptr(), 64, words.data_ptr(), 2, 2.0)
 
 
-def _transformed_drops():
+def _transformed_drops(device="cpu"):
     """Dropout under vmap, torch.func.grad and forward-mode AD, in torch."""
     import torch
     import torch.autograd.forward_ad as forward_ad
 
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(6, 40)).astype("f4"))
+    x = x.to(device)
 
     def drop(x):
         return _masks.drop(x, tuple(x.shape), 0.3, (5, 6))
@@ -454,6 +497,137 @@ def test_native_kernels_stay_out_of_torch_jit_tracing():
     torch.jit.trace(record, torch.ones(4, 3), check_trace=False)
     assert seen == [False]
     assert _masks._native_usable(torch.ones(4, 3), (4, 3))
+
+
+def _triton_device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _bits(tensor):
+    """A float tensor's bit patterns, as NumPy integers (bfloat16 too)."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    width = {4: torch.int32, 2: torch.int16}[tensor.element_size()]
+    return tensor.view(width).numpy()
+
+
+def _drops_and_gradients(x, upstream, rate, keys, mask_shape):
+    """`drop`'s output, gradient and second-order gradient, as bit patterns."""
+    import torch
+
+    x = x.clone().requires_grad_(True)
+    y = _masks.drop(x, mask_shape, rate, keys)
+    (grad,) = torch.autograd.grad(y, x, upstream, retain_graph=True)
+    (first,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), x)
+    return [_bits(t) for t in (y, grad, first, second)]
+
+
+@needs_triton
+@pytest.mark.parametrize("rate", LAYOUT_RATES + [1e-9, 0.999999])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("mask_shape", [(37, 129), (37, 1), (1, 129)])
+def test_triton_drop_gives_the_numbers_and_gradients_of_the_torch_kernels(
+    mask_shape, dtype, rate, monkeypatch
+):
+    import torch
+
+    if dtype == "float16" and 1 / (1 - rate) > np.finfo("float16").max:
+        pytest.skip("the survivors' scale overflows float16")
+    _skip_interpreted_bfloat16(dtype)
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(37, 129)).astype("float32")
+    values[0, :6] = [np.nan, np.inf, -np.inf, -0.0, 1e-40, 3e38]
+    device = _triton_device()
+    x = torch.from_numpy(values).to(device, getattr(torch, dtype))
+    # A strided upstream gradient: the kernel takes a contiguous copy.
+    upstream = torch.from_numpy(rng.normal(size=(129, 37)).astype("float32")).T
+    upstream = upstream.to(device, x.dtype)
+    keys = (2024, -7)
+    _force_triton(monkeypatch)
+    launches = []
+    launch = _masks._triton_kernels().launch
+    monkeypatch.setattr(
+        _masks._triton_kernels(),
+        "launch",
+        lambda *args: launches.append(1) or launch(*args),
+    )
+    triton = _drops_and_gradients(x, upstream, rate, keys, mask_shape)
+    assert launches  # the kernel ran
+    monkeypatch.setattr(_masks, "_TRITON_DEVICES", ())
+    monkeypatch.setattr(_masks, "_mask_kernels", None)
+    monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
+    kernels = _drops_and_gradients(x, upstream, rate, keys, mask_shape)
+    for got, expected in zip(triton, kernels, strict=True):
+        # Bit for bit, NaN where the torch path has NaN (a dropped infinity).
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", [(0,), (1,), (1000, 1025)])
+def test_triton_kernel_derives_the_keys_from_the_seed_state_on_the_device(
+    shape, monkeypatch
+):
+    import torch
+
+    _force_triton(monkeypatch)
+
+    def host_read(keys):
+        raise AssertionError("the seed state was read on the host")
+
+    monkeypatch.setattr(_masks, "_host_keys", host_read)
+    device = _triton_device()
+    generator = keras.random.SeedGenerator(77)
+    x = torch.ones(shape, device=device)
+    for counter in range(2):
+        state = generator.next()
+        y = _masks.drop(x, shape, 0.3, _masks.SeedState(state))
+        assert y.device == x.device
+        keep = reference_keep(shape, 0.3, 77, counter)
+        np.testing.assert_array_equal(_numpy(y) != 0, keep)
+        np.testing.assert_array_equal(_numpy(y)[keep], np.float32(1 / 0.7))
+
+
+@needs_triton
+def test_triton_drop_under_vmap_func_and_forward_ad_matches_the_torch_kernels(
+    monkeypatch,
+):
+    # Transforms whose tensors have no storage of their own take the torch
+    # kernels; forward-mode AD runs the kernel and its jvp.
+    _force_triton(monkeypatch)
+    device = _triton_device()
+    triton = _transformed_drops(device)
+    monkeypatch.setattr(_masks, "_TRITON_DEVICES", ())
+    monkeypatch.setattr(_masks, "_mask_kernels", None)
+    for got, expected in zip(triton, _transformed_drops(device), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the Triton kernel is torch's")
+def test_triton_drop_serves_only_float_tensors_on_a_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(_masks, "_triton_kernels", lambda: object())
+    assert not _masks._triton_usable(torch.ones(8, 6))  # the CPU
+    assert not _masks._triton_usable(torch.ones(8, 6, device="meta"))
+    monkeypatch.setattr(_masks, "_TRITON_DEVICES", ("cpu",))
+    assert _masks._triton_usable(torch.ones(8, 6))
+    assert _masks._triton_usable(torch.ones(8, 6, dtype=torch.bfloat16))
+    assert not _masks._triton_usable(torch.ones(8, 6, dtype=torch.float64))
+    seen = []
+
+    def record(x):
+        seen.append(_masks._triton_usable(x))
+        return x * 2
+
+    torch.jit.trace(record, torch.ones(4, 3), check_trace=False)
+    torch.vmap(record)(torch.ones(4, 3))
+    assert seen == [False, False]
+    monkeypatch.setattr(_masks, "_triton_kernels", lambda: None)  # no Triton
+    assert not _masks._triton_usable(torch.ones(8, 6))
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.inference_mode is torch's")

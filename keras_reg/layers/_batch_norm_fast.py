@@ -187,6 +187,11 @@ def _torch_train(layer, x, axis, gamma, beta):
     # variance, as in Keras.
     mean = torch.zeros(channels, dtype=x.dtype, device=x.device)
     variance = torch.zeros(channels, dtype=x.dtype, device=x.device)
+    if gamma is None and beta is not None:
+        # Without a weight but with a bias, torch's CUDA backward failed
+        # ("tensor does not have a device") for a (batch, channels, values)
+        # view of an input copied from the CPU; a weight of ones is exact.
+        gamma = torch.ones(channels, dtype=x.dtype, device=x.device)
     y = torch.batch_norm(
         view, gamma, beta, mean, variance, True, 1.0, layer.epsilon, _cudnn()
     )

@@ -26,11 +26,14 @@ path computing the same bits: XLA-compiled on TensorFlow and JAX (reading
 NumPy for small PyTorch CPU masks. Where the optional C extension
 `_mask_kernels` was built, PyTorch CPU float32 tensors masked elementwise
 (Dropout without a noise shape, DropConnect) use it instead: one native pass
-draws the mask as packed bits, one multiplies (`_native_drop`).
+draws the mask as packed bits, one multiplies (`_native_drop`). PyTorch float
+tensors on a GPU use one Triton kernel, where Triton is installed, which reads
+the seed state on the device (`_triton_drop`, `_mask_triton`).
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
 implementation.
 """
 
+import functools
 import sys
 import threading
 
@@ -472,6 +475,122 @@ def _words_multiplier(words, n, scale):
     return kept.bitwise_and_(bits).view(torch.float32)
 
 
+_triton_module = []
+# Where the Triton kernel runs. The tests add "cpu" to run it on the CPU under
+# TRITON_INTERPRET=1, Triton's interpreter.
+_TRITON_DEVICES = ("cuda",)
+
+
+def _triton_kernels():
+    """The `_mask_triton` module, or None where Triton cannot be imported."""
+    if not _triton_module:
+        try:
+            from keras_reg.layers import _mask_triton
+        except Exception:  # not installed, or installed without a backend
+            _mask_triton = None
+        _triton_module.append(_mask_triton)
+    return _triton_module[0]
+
+
+def _triton_usable(x):
+    """Whether `_triton_drop` applies: a 32- or 16-bit float tensor on a GPU.
+
+    Like the C kernels, the Triton kernel stays out of `torch.compile`,
+    `torch.jit.trace` and functorch transforms, which trace or batch tensors
+    instead of running on them.
+    """
+    import torch
+
+    return (
+        x.device.type in _TRITON_DEVICES
+        and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not _functorch_active()
+        and _triton_kernels() is not None
+    )
+
+
+def _device_keys(keys, device):
+    """`(tensor, from_state)`: the keys as two int32 on `device`, for the kernel.
+
+    A seed generator's state stays on the device, where the kernel derives
+    the keys from it: reading it on the host would wait for the GPU.
+    """
+    import torch
+
+    if isinstance(keys, SeedState):
+        state = torch.as_tensor(keys.state)
+        return state.to(device=device, dtype=torch.int32).contiguous(), True
+    keys = torch.tensor([int(keys[0]), int(keys[1])], dtype=torch.int32)
+    return keys.to(device), False
+
+
+@functools.lru_cache(maxsize=64)
+def _rounded_scale(rate, dtype):
+    """`_scale` rounded to the torch `dtype`, as a Python float."""
+    import torch
+
+    value = _scale(rate, keras.backend.standardize_dtype(dtype))
+    return torch.tensor(value, dtype=torch.float32).to(dtype).item()
+
+
+def _triton_drop(x, shape, threshold, keys, rate):
+    """`_torch_drop` for a float tensor on a GPU, by the Triton kernel.
+
+    A mask of `x`'s shape is drawn and applied in one pass (and again on the
+    gradient, from the same keys); a mask that broadcasts is drawn as its
+    multiplier, which torch multiplies.
+    """
+    import torch
+
+    bits, _, bits_threshold = draw_layout(threshold)
+    keys, from_state = _device_keys(keys, x.device)
+    params = (keys, from_state, bits, bits_threshold, _rounded_scale(rate, x.dtype))
+    if tuple(x.shape) == tuple(shape):
+        return _triton_drop_function().apply(x, *params)
+    multiplier = torch.empty(tuple(shape), dtype=x.dtype, device=x.device)
+    _triton_kernels().launch(None, multiplier, *params)
+    return x * multiplier
+
+
+_triton_function = []
+
+
+def _triton_drop_function():
+    """The autograd function `x * multiplier` computed by `_mask_triton`."""
+    if _triton_function:
+        return _triton_function[0]
+    import torch
+
+    kernels = _triton_kernels()
+
+    class TritonDrop(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, keys, from_state, bits, bits_threshold, scale):
+            ctx.save_for_backward(keys)
+            ctx.save_for_forward(keys)
+            ctx.params = (from_state, bits, bits_threshold, scale)
+            x = x.contiguous()
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            return kernels.launch(x, out, keys, from_state, bits, bits_threshold, scale)
+
+        @staticmethod
+        def backward(ctx, grad):
+            # Linear in `x` with a fixed mask: the gradient is the same drop,
+            # through `apply` so that `create_graph=True` can differentiate it.
+            (keys,) = ctx.saved_tensors
+            return (TritonDrop.apply(grad, keys, *ctx.params),) + (None,) * 5
+
+        @staticmethod
+        def jvp(ctx, x_tangent, *unused_tangents):
+            (keys,) = ctx.saved_tensors
+            return TritonDrop.apply(x_tangent, keys, *ctx.params)
+
+    _triton_function.append(TritonDrop)
+    return TritonDrop
+
+
 _native_function = []
 
 
@@ -734,6 +853,8 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     fast = fast and _LITTLE_ENDIAN
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
+        if _triton_usable(x):
+            return _triton_drop(x, shape, threshold, keys, rate)
         return _torch_drop(x, shape, threshold, _host_keys(keys), rate, cache)
     # XLA compiles once per mask shape: see `_xla`.
     if fast and backend == "tensorflow" and _xla.tf_xla_usable(shape):

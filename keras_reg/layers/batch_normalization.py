@@ -363,8 +363,13 @@ class BatchNormalization(keras.layers.Layer):
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         compute_dtype = "float64" if input_dtype == "float64" else "float32"
         # No-op casts are skipped: on eager torch the layer's per-call Python
-        # overhead is measurable beside small kernels.
-        x = inputs if input_dtype == compute_dtype else ops.cast(inputs, compute_dtype)
+        # overhead is measurable beside small kernels. The conversion still
+        # moves a torch tensor to the layer's device (a CPU tensor into a
+        # layer on the GPU), as Keras's layer does.
+        if input_dtype == compute_dtype:
+            x = ops.convert_to_tensor(inputs)
+        else:
+            x = ops.cast(inputs, compute_dtype)
         read = self._reader(compute_dtype)
         gamma = None if self.gamma is None else read(self.gamma)
         beta = None if self.beta is None else read(self.beta)
