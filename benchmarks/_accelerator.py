@@ -9,8 +9,9 @@ def device_name():
     if backend == "torch":
         import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name()
+        device = keras.ops.convert_to_tensor(0.0).device  # Keras's device
+        if device.type == "cuda":
+            return torch.cuda.get_device_name(device)
     elif backend == "jax":
         import jax
 

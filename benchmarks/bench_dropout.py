@@ -33,7 +33,9 @@ Each case runs in a fresh process: a case's large allocations otherwise
 change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
 runs only the cases named, in this process.
 `device` is "cpu" or the accelerator's name; on a GPU each pass is timed
-until the device has run it.
+until the device has run it. Where the Triton kernel draws the masks (PyTorch
+on a GPU, see the README's "How masks are drawn"), `torch_kernels_ms` times
+keras_reg's layer with it switched off, in the same rounds.
 On PyTorch, `native_kernels` says whether the optional C kernels (see the
 README's "Native kernels", CPU only) served the float32 masks, and
 `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
@@ -157,12 +159,35 @@ def _torch_threads():
 def _native_kernels():
     if BACKEND != "torch":
         return None
-    import torch
-
     from keras_reg.layers import _masks
 
-    # They serve CPU tensors only; on a GPU the torch kernels draw the masks.
-    return _masks._mask_kernels is not None and not torch.cuda.is_available()
+    # They serve CPU tensors only; on a GPU the Triton kernel draws the masks.
+    on_cpu = keras.ops.convert_to_tensor(0.0).device.type == "cpu"
+    return _masks._mask_kernels is not None and on_cpu
+
+
+def _triton_kernel():
+    """Whether the Triton kernel serves the masks here (PyTorch on a GPU)."""
+    if BACKEND != "torch":
+        return False
+    from keras_reg.layers import _masks
+
+    return _masks._triton_usable(keras.ops.convert_to_tensor(0.0))
+
+
+def _without_triton(function):
+    """`function` with the Triton kernel switched off: the torch kernels draw."""
+    from keras_reg.layers import _masks
+
+    def run():
+        devices = _masks._TRITON_DEVICES
+        _masks._TRITON_DEVICES = ()
+        try:
+            function()
+        finally:
+            _masks._TRITON_DEVICES = devices
+
+    return run
 
 
 def _report(case, ms, baseline, target, **extra):
@@ -254,6 +279,10 @@ def main():
             "keras": _forward_backward(theirs(0.5), x, g),
             "keras_seeded": _forward_backward(theirs(0.5, seed=1), x, g),
         }
+        if _triton_kernel():
+            functions["keras_reg_torch_kernels"] = _without_triton(
+                _forward_backward(ours(0.5), x, g)
+            )
         if case == "spatial_dropout_2d":
             functions["floor"] = _forward_backward(_FixedMask(SHAPE), x, g)
         else:
@@ -261,6 +290,8 @@ def main():
             functions["keras_0_3"] = _forward_backward(theirs(0.3), x, g)
         ms = _time(functions)
         extra = {"keras_seeded_ms": round(ms["keras_seeded"], 2)}
+        if "keras_reg_torch_kernels" in ms:
+            extra["torch_kernels_ms"] = round(ms["keras_reg_torch_kernels"], 2)
         if "keras_reg_0_3" in ms:
             extra["rate_0_3_ratio"] = round(ms["keras_reg_0_3"] / ms["keras_0_3"], 3)
         if "floor" in ms:

@@ -187,7 +187,7 @@ def _torch_train(layer, x, axis, gamma, beta):
     # variance, as in Keras.
     mean = torch.zeros(channels, dtype=x.dtype, device=x.device)
     variance = torch.zeros(channels, dtype=x.dtype, device=x.device)
-    if gamma is None and beta is not None:
+    if gamma is None and beta is not None and x.is_cuda:
         # Without a weight but with a bias, torch's CUDA backward failed
         # ("tensor does not have a device") for a (batch, channels, values)
         # view of an input copied from the CPU; a weight of ones is exact.

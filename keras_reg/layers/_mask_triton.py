@@ -1,24 +1,23 @@
 """Dropout masks for PyTorch tensors on a GPU, as one Triton kernel.
 
 The torch-kernel route (`_masks._torch_kept`) hashes a mask with some twenty
-in-place kernels. On a GPU each launch costs microseconds of host time while
-the kernel itself takes about as long, so a 64x32x32x64 dropout step there
-took 2.9 times Keras's single fused `torch.nn.functional.dropout` kernel
-(measured on an H100, see benchmarks/README.md). This kernel draws the same
-bits (the algorithm in `_masks`' docstring) and applies them in one pass:
+in-place kernels, and read the seed state on the host, which waits for the
+GPU. This kernel draws the same bits (the algorithm in `_masks`' docstring)
+and, given `x`, applies them in the same pass: `x * multiplier`, where the
+multiplier is `1 / (1 - rate)` or 0 per element; the gradient is the same
+kernel applied to the upstream gradient. Without `x` it writes the multiplier
+itself, for a mask shape that broadcasts against `x` (spatial dropout, a
+`noise_shape`), which torch then multiplies.
 
-- `drop` multiplies `x` by the mask's `scale`-or-0 multiplier, element for
-  element; its gradient is the same kernel applied to the upstream gradient.
-- `multiplier` writes the multiplier of a mask shape that broadcasts against
-  `x` (spatial dropout, a `noise_shape`), which torch then multiplies.
-
-The keys are read on the device, from the seed generator's state tensor (or a
-two-element tensor of keys), so that drawing a mask never waits for the GPU.
-Imported only where a CUDA tensor is dropped and Triton is installed (it
-comes with PyTorch's CUDA builds); `TRITON_INTERPRET=1` runs the kernel on
-the CPU, which is how the tests run it on machines without a GPU.
+The keys come either from a seed generator's state tensor, read on the
+device, or from two host integers passed as kernel arguments (Monte Carlo
+passes): neither waits for the GPU. Imported only where a CUDA tensor is
+dropped and Triton is installed (it comes with PyTorch's CUDA builds);
+`TRITON_INTERPRET=1` runs the kernel on the CPU, which is how the tests run it
+on machines without a GPU.
 """
 
+import torch
 import triton
 import triton.language as tl
 
@@ -35,11 +34,14 @@ def _fmix32(h):
     return h
 
 
-@triton.jit
+# An int argument equal to 1 would otherwise be compiled in as a constant.
+@triton.jit(do_not_specialize=["k1", "k2"])
 def _kernel(
     x_ptr,
     out_ptr,
-    keys_ptr,
+    state_ptr,
+    k1,
+    k2,
     n,
     bits_threshold,
     scale,
@@ -51,11 +53,14 @@ def _kernel(
 ):
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     valid = offsets < n
-    k1 = tl.load(keys_ptr).to(tl.uint32, bitcast=True)
-    k2 = tl.load(keys_ptr + 1).to(tl.uint32, bitcast=True)
-    if FROM_STATE:  # a seed generator's (seed, counter)
-        k1 = _fmix32(k1 ^ tl.full((), 0x5BD1E995, tl.uint32))
-        k2 = _fmix32(k2 ^ tl.full((), 0x27D4EB2F, tl.uint32))
+    if FROM_STATE:  # a seed generator's (seed, counter), on the device
+        seed = tl.load(state_ptr).to(tl.uint32, bitcast=True)
+        counter = tl.load(state_ptr + 1).to(tl.uint32, bitcast=True)
+        k1 = _fmix32(seed ^ tl.full((), 0x5BD1E995, tl.uint32))
+        k2 = _fmix32(counter ^ tl.full((), 0x27D4EB2F, tl.uint32))
+    else:  # the keys themselves, as signed 32-bit integers
+        k1 = k1.to(tl.uint32, bitcast=True)
+        k2 = k2.to(tl.uint32, bitcast=True)
     # Element e is draw e % (32 / BITS) of word e / (32 / BITS), words
     # counted from 1 in the hash; 32-bit arithmetic that wraps, as elsewhere.
     word = (offsets >> PER_WORD_LOG2).to(tl.uint32) + 1
@@ -77,27 +82,40 @@ def _kernel(
         tl.store(out_ptr + offsets, multiplier.to(out_ptr.dtype.element_ty), mask=valid)
 
 
-def launch(x, out, keys, from_state, bits, bits_threshold, scale):
+def launch(x, out, state, host_keys, bits, bits_threshold, scale):
     """Fills `out` (contiguous): `x * multiplier`, or the multiplier if `x` is None.
 
-    `keys` is a contiguous two-element int32 tensor on `out`'s device: a seed
-    generator's state if `from_state`, else the keys `(k1, k2)`. `scale` is
-    `1 / (1 - rate)` already rounded to `out`'s dtype.
+    The keys come from `state`, a seed generator's contiguous two-element int32
+    state on `out`'s device, or, where `state` is None, are `host_keys`, two
+    Python ints in the signed 32-bit range. `scale` is `1 / (1 - rate)` already
+    rounded to `out`'s dtype.
     """
     n = out.numel()
     if n == 0:
         return out
-    _kernel[(triton.cdiv(n, _BLOCK),)](
-        out if x is None else x,
-        out,
-        keys,
-        n,
-        bits_threshold,
-        scale,
-        BITS=bits,
-        PER_WORD_LOG2=(32 // bits).bit_length() - 1,
-        FROM_STATE=from_state,
-        HAS_X=x is not None,
-        BLOCK=_BLOCK,
-    )
+    k1, k2 = (0, 0) if state is not None else host_keys
+
+    def run():
+        _kernel[(triton.cdiv(n, _BLOCK),)](
+            out if x is None else x,
+            out,
+            out if state is None else state,
+            k1,
+            k2,
+            n,
+            bits_threshold,
+            scale,
+            BITS=bits,
+            PER_WORD_LOG2=(32 // bits).bit_length() - 1,
+            FROM_STATE=state is not None,
+            HAS_X=x is not None,
+            BLOCK=_BLOCK,
+        )
+
+    # Triton launches on the current device's stream, not on the tensors'.
+    if out.is_cuda and out.device.index != torch.cuda.current_device():
+        with torch.cuda.device(out.device):
+            run()
+    else:
+        run()
     return out

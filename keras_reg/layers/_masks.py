@@ -511,19 +511,19 @@ def _triton_usable(x):
     )
 
 
-def _device_keys(keys, device):
-    """`(tensor, from_state)`: the keys as two int32 on `device`, for the kernel.
+def _triton_keys(keys, device):
+    """`(state, host_keys)` for the kernel: one of them is None.
 
-    A seed generator's state stays on the device, where the kernel derives
-    the keys from it: reading it on the host would wait for the GPU.
+    A seed generator's state stays on the device, where the kernel derives the
+    keys from it: reading it on the host would wait for the GPU. Keys already
+    on the host (Monte Carlo passes) go to the kernel as two integers.
     """
     import torch
 
     if isinstance(keys, SeedState):
         state = torch.as_tensor(keys.state)
-        return state.to(device=device, dtype=torch.int32).contiguous(), True
-    keys = torch.tensor([int(keys[0]), int(keys[1])], dtype=torch.int32)
-    return keys.to(device), False
+        return state.to(device=device, dtype=torch.int32).contiguous(), None
+    return None, (int(keys[0]), int(keys[1]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -545,8 +545,9 @@ def _triton_drop(x, shape, threshold, keys, rate):
     import torch
 
     bits, _, bits_threshold = draw_layout(threshold)
-    keys, from_state = _device_keys(keys, x.device)
-    params = (keys, from_state, bits, bits_threshold, _rounded_scale(rate, x.dtype))
+    state, host_keys = _triton_keys(keys, x.device)
+    scale = _rounded_scale(rate, x.dtype)
+    params = (state, host_keys, bits, bits_threshold, scale)
     if tuple(x.shape) == tuple(shape):
         return _triton_drop_function().apply(x, *params)
     multiplier = torch.empty(tuple(shape), dtype=x.dtype, device=x.device)
@@ -567,25 +568,27 @@ def _triton_drop_function():
 
     class TritonDrop(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x, keys, from_state, bits, bits_threshold, scale):
-            ctx.save_for_backward(keys)
-            ctx.save_for_forward(keys)
-            ctx.params = (from_state, bits, bits_threshold, scale)
+        def forward(ctx, x, state, host_keys, bits, bits_threshold, scale):
+            # `state` is a fresh tensor (`SeedGenerator.next()` returns a
+            # copy), so the backward pass reads the forward pass's keys.
+            ctx.save_for_backward(state)
+            ctx.save_for_forward(state)
+            ctx.params = (host_keys, bits, bits_threshold, scale)
             x = x.contiguous()
             out = torch.empty_like(x, memory_format=torch.contiguous_format)
-            return kernels.launch(x, out, keys, from_state, bits, bits_threshold, scale)
+            return kernels.launch(x, out, state, *ctx.params)
 
         @staticmethod
         def backward(ctx, grad):
             # Linear in `x` with a fixed mask: the gradient is the same drop,
             # through `apply` so that `create_graph=True` can differentiate it.
-            (keys,) = ctx.saved_tensors
-            return (TritonDrop.apply(grad, keys, *ctx.params),) + (None,) * 5
+            (state,) = ctx.saved_tensors
+            return (TritonDrop.apply(grad, state, *ctx.params),) + (None,) * 5
 
         @staticmethod
         def jvp(ctx, x_tangent, *unused_tangents):
-            (keys,) = ctx.saved_tensors
-            return TritonDrop.apply(x_tangent, keys, *ctx.params)
+            (state,) = ctx.saved_tensors
+            return TritonDrop.apply(x_tangent, state, *ctx.params)
 
     _triton_function.append(TritonDrop)
     return TritonDrop
@@ -651,7 +654,8 @@ class SeedState:
     TensorFlow the keys are then derived inside the compiled mask function:
     as separate graph operations, `keys_from_state`'s twenty scalar kernels
     took longer than hashing a whole 1024x1024 mask. On PyTorch they are
-    derived on the host. `variable` is the generator's state variable, read
+    derived on the host, except by the Triton kernel for GPU tensors, which
+    reads the state on the device. `variable` is the generator's state variable, read
     when a TensorFlow graph is traced to pick the cached first hash round.
     """
 
