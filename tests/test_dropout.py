@@ -219,6 +219,29 @@ def test_keys_derived_from_a_seed_generator_state_match_explicit_keys(seed):
             np.testing.assert_array_equal(_numpy(via_state), _numpy(via_keys))
 
 
+def test_seed_advance_is_keras_seed_generator_next():
+    # The layers advance their generator with advance_seed, which on PyTorch
+    # keeps the increment on the device; it must step exactly as next() does,
+    # also inside a stateless scope, where the variable itself is not written.
+    ours, theirs = keras.random.SeedGenerator(9), keras.random.SeedGenerator(9)
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            _numpy(_masks.advance_seed(ours)), _numpy(theirs.next())
+        )
+        np.testing.assert_array_equal(_numpy(ours.state), _numpy(theirs.state))
+    start = np.array([123, 2**31 - 1], "int32")  # the counter wraps, as in Keras
+    results = []
+    for generator, advance in ((ours, _masks.advance_seed), (theirs, None)):
+        mapping = [(generator.state, keras.ops.convert_to_tensor(start))]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            drawn = advance(generator) if advance else generator.next()
+        results.append((drawn, scope.get_current_value(generator.state)))
+    for got, expected in zip(results[0], results[1], strict=True):
+        np.testing.assert_array_equal(_numpy(got), _numpy(expected))
+    np.testing.assert_array_equal(_numpy(results[0][0]), start)
+    np.testing.assert_array_equal(_numpy(ours.state), _numpy(theirs.state))
+
+
 # Rates whose 16-bit threshold is 0 (nothing dropped), 2**16 (everything
 # dropped), a typical one, 1- and 2-bit draws, and one whose scale 1 / (1 - rate) rounds
 # differently to float16 directly than through float32.

@@ -931,6 +931,36 @@ class MCContext:
         _mc_state.context = None
 
 
+_torch_increments = {}
+
+
+def advance_seed(generator):
+    """`generator.next()`: a copy of the state, then its counter advanced by one.
+
+    On PyTorch the increment `[0, 1]` is kept on the state's device instead of
+    being converted from NumPy on every call, as Keras does: on a GPU that
+    conversion is a blocking host-to-device copy, which waits until the GPU
+    has run all the work queued before it. The state is read and written
+    through the variable, so stateless scopes see the update as with `next()`.
+    """
+    if keras.backend.backend() != "torch":
+        return generator.next()
+    import torch
+
+    state = generator.state
+    value = state.value
+    key = (value.device, value.dtype)
+    increment = _torch_increments.get(key)
+    if increment is None:
+        # A normal tensor even inside torch.inference_mode().
+        with torch.inference_mode(False):
+            increment = torch.tensor([0, 1], dtype=value.dtype, device=value.device)
+        _torch_increments[key] = increment
+    snapshot = value.clone()
+    state.assign(value + increment)
+    return snapshot
+
+
 class DropoutFamilyLayer(keras.layers.Layer):
     """Base of keras_reg's random layers: seed state, saving, Monte Carlo mode.
 
@@ -955,7 +985,7 @@ class DropoutFamilyLayer(keras.layers.Layer):
         context = mc_context()
         if context is not None:
             return context.next_keys()
-        return SeedState(self.seed_generator.next(), self.seed_generator.state)
+        return SeedState(advance_seed(self.seed_generator), self.seed_generator.state)
 
     @classmethod
     def from_config(cls, config):
