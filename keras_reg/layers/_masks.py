@@ -569,8 +569,8 @@ def _triton_drop_function():
     class TritonDrop(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, state, host_keys, bits, bits_threshold, scale):
-            # `state` is a fresh tensor (`SeedGenerator.next()` returns a
-            # copy), so the backward pass reads the forward pass's keys.
+            # `state` is a fresh tensor (`advance_seed` returns a copy), so
+            # the backward pass reads the forward pass's keys.
             ctx.save_for_backward(state)
             ctx.save_for_forward(state)
             ctx.params = (host_keys, bits, bits_threshold, scale)
@@ -655,8 +655,9 @@ class SeedState:
     as separate graph operations, `keys_from_state`'s twenty scalar kernels
     took longer than hashing a whole 1024x1024 mask. On PyTorch they are
     derived on the host, except by the Triton kernel for GPU tensors, which
-    reads the state on the device. `variable` is the generator's state variable, read
-    when a TensorFlow graph is traced to pick the cached first hash round.
+    reads the state on the device. `variable` is the generator's state
+    variable, read when a TensorFlow graph is traced to pick the cached first
+    hash round.
     """
 
     __slots__ = ("state", "variable")
