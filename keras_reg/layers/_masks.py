@@ -388,8 +388,14 @@ def _torch_keep(shape, threshold, k1, k2, device):
 
 
 def _torch_drop(x, shape, threshold, keys, rate, cache):
+    """`drop` on PyTorch: the Triton kernel on a GPU, the C kernels for float32
+    CPU tensors masked elementwise, torch kernels otherwise."""
     import torch
 
+    # Before the keys are read on the host, which on a GPU waits for it.
+    if _triton_usable(x):
+        return _triton_drop(x, shape, threshold, keys, rate)
+    keys = _host_keys(keys)
     if _native_usable(x, shape):
         return _native_drop(x, threshold, keys, rate)
     kept = _torch_kept(shape, threshold, keys[0], keys[1], x.device, cache)
@@ -423,15 +429,21 @@ def _native_usable(x, shape):
         and x.device.type == "cpu"
         and tuple(x.shape) == tuple(shape)
         and x.is_contiguous()
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not _functorch_active()
+        and not _traced()
     )
 
 
-def _functorch_active():
+def _traced():
+    """Whether torch is tracing or transforming tensors rather than running.
+
+    `torch.compile`, `torch.jit.trace` and functorch transforms (`torch.vmap`,
+    `torch.func`, Keras's `vectorized_map`) hand over tensors that the native
+    and Triton kernels cannot read or write directly.
+    """
     import torch
 
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
     # Without the check (a future torch), assume a transform may be active.
     return True if active is None else bool(active())
@@ -475,21 +487,19 @@ def _words_multiplier(words, n, scale):
     return kept.bitwise_and_(bits).view(torch.float32)
 
 
-_triton_module = []
 # Where the Triton kernel runs. The tests add "cpu" to run it on the CPU under
 # TRITON_INTERPRET=1, Triton's interpreter.
 _TRITON_DEVICES = ("cuda",)
 
 
+@functools.cache
 def _triton_kernels():
     """The `_mask_triton` module, or None where Triton cannot be imported."""
-    if not _triton_module:
-        try:
-            from keras_reg.layers import _mask_triton
-        except Exception:  # not installed, or installed without a backend
-            _mask_triton = None
-        _triton_module.append(_mask_triton)
-    return _triton_module[0]
+    try:
+        from keras_reg.layers import _mask_triton
+    except Exception:  # not installed, or installed without a backend
+        return None
+    return _mask_triton
 
 
 def _triton_usable(x):
@@ -504,9 +514,7 @@ def _triton_usable(x):
     return (
         x.device.type in _TRITON_DEVICES
         and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not _functorch_active()
+        and not _traced()
         and _triton_kernels() is not None
     )
 
@@ -555,13 +563,9 @@ def _triton_drop(x, shape, threshold, keys, rate):
     return x * multiplier
 
 
-_triton_function = []
-
-
+@functools.cache
 def _triton_drop_function():
     """The autograd function `x * multiplier` computed by `_mask_triton`."""
-    if _triton_function:
-        return _triton_function[0]
     import torch
 
     kernels = _triton_kernels()
@@ -590,17 +594,12 @@ def _triton_drop_function():
             (state,) = ctx.saved_tensors
             return TritonDrop.apply(x_tangent, state, *ctx.params)
 
-    _triton_function.append(TritonDrop)
     return TritonDrop
 
 
-_native_function = []
-
-
+@functools.cache
 def _native_drop_function():
     """The autograd function `x * multiplier` computed by `_mask_kernels`."""
-    if _native_function:
-        return _native_function[0]
     import torch
 
     def apply(x, words, scale):
@@ -643,7 +642,6 @@ def _native_drop_function():
             (words,) = ctx.saved_tensors
             return product(x_tangent, words, ctx.scale)
 
-    _native_function.append(NativeDrop)
     return NativeDrop
 
 
@@ -858,9 +856,7 @@ def drop(x, shape, rate, keys, *, fast=True, cache=None):
     fast = fast and _LITTLE_ENDIAN
     threshold = drop_threshold(rate)
     if fast and backend == "torch" and x.device.type != "meta":
-        if _triton_usable(x):
-            return _triton_drop(x, shape, threshold, keys, rate)
-        return _torch_drop(x, shape, threshold, _host_keys(keys), rate, cache)
+        return _torch_drop(x, shape, threshold, keys, rate, cache)
     # XLA compiles once per mask shape: see `_xla`.
     if fast and backend == "tensorflow" and _xla.tf_xla_usable(shape):
         function = _compiled_functions(backend)["multiplier"]

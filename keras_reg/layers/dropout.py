@@ -74,7 +74,8 @@ class Dropout(DropoutFamilyLayer):
     masks where the saved one stopped. On PyTorch, contiguous float32 CPU
     inputs without a `noise_shape` are masked by the package's optional
     native kernels where they were built, keeping the mask for the backward
-    pass as one bit per unit.
+    pass as one bit per unit; float inputs on a GPU by one Triton kernel,
+    where Triton is installed.
 
     Inside `keras_reg.mc_predict`, the layer drops units even though the
     model runs with `training=False`.
