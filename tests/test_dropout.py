@@ -1,7 +1,10 @@
+import importlib.util
 import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 import sysconfig
 import threading
 
@@ -355,14 +358,63 @@ def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
         np.testing.assert_array_equal(mask, _numpy(portable))
 
 
+def _c_compiler():
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): the torch-kernel path is used")
+    return compiler
+
+
 def test_native_kernels_are_built_where_a_c_compiler_exists():
     # setup.py builds them as an optional extension, and tests/run_backends.py
     # builds them in this tree: without this check a failed build would only
     # turn the native tests into skips.
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}): the torch-kernel path is used")
-    assert _masks._mask_kernels is not None
+    _c_compiler()
+    assert importlib.util.find_spec("keras_reg.layers._mask_kernels") is not None
+    if BACKEND == "torch":
+        assert _masks._mask_kernels is not None
+
+
+def test_native_kernels_are_loaded_on_the_torch_backend_only():
+    # Built with OpenMP they bring libgomp: loaded ahead of torch's copy on
+    # another backend, it would be the one torch binds to if imported later.
+    loaded = "keras_reg.layers._mask_kernels" in sys.modules
+    assert loaded == (BACKEND == "torch" and _masks._mask_kernels is not None)
+
+
+def test_native_kernels_use_openmp_on_linux_where_the_compiler_has_it(tmp_path):
+    if BACKEND != "torch" or not sys.platform.startswith("linux"):
+        pytest.skip("setup.py builds the OpenMP kernels on Linux, for torch")
+    # The same check setup.py makes: can this compiler build with -fopenmp?
+    source = tmp_path / "probe.c"
+    source.write_text("int main(void) { return 0; }\n")
+    probe = subprocess.run(
+        [_c_compiler(), "-fopenmp", str(source), "-o", str(tmp_path / "probe")],
+        capture_output=True,
+    )
+    if probe.returncode:
+        pytest.skip("the C compiler cannot build with -fopenmp")
+    assert _masks._mask_kernels.openmp == 1
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/self/maps"
+)
+def test_native_kernels_share_torchs_openmp_runtime():
+    if BACKEND != "torch" or getattr(_masks._mask_kernels, "openmp", 0) != 1:
+        pytest.skip("the OpenMP kernels serve the torch backend, where built")
+    import torch
+
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if line.count(" ") >= 5}
+    runtimes = {p for p in paths if os.path.basename(p).startswith("libgomp.so")}
+    torch_lib = os.path.realpath(os.path.join(os.path.dirname(torch.__file__), "lib"))
+    # One libgomp.so.1: torch's own copy where its wheel ships one (else the
+    # system's, which torch then uses too).
+    assert len(runtimes) == 1, runtimes
+    shipped = os.path.join(torch_lib, "libgomp.so.1")
+    if os.path.exists(shipped):
+        assert {os.path.realpath(p) for p in runtimes} == {os.path.realpath(shipped)}
 
 
 needs_native = pytest.mark.skipif(
@@ -389,6 +441,43 @@ def test_native_keep_words_are_the_documented_mask(n, rate):
     np.testing.assert_array_equal(
         _unpacked(words.numpy(), n), reference_keep((n,), rate, 9, 4)
     )
+
+
+@needs_native
+@pytest.mark.parametrize("bits_rate", [0.5, 0.25, 0.0625, 2**-8, 0.3])
+def test_native_kernels_give_the_same_words_and_products_on_any_thread_count(
+    bits_rate,
+):
+    import torch
+
+    # Three parallel chunks of 2048 words and a ragged tail: above the size
+    # at which the loops run on several threads.
+    n = 3 * 65_536 + 45
+    threshold = _masks.drop_threshold(bits_rate)
+    bits, _, bits_threshold = _masks.draw_layout(threshold)
+    state = np.array([3, 8], "int32")
+    keys = tuple(int(k) & 0xFFFFFFFF for k in _masks.keys_from_state(state))
+    expected_keep = reference_keep((n,), bits_rate, 3, 8)
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=n).astype("float32"))
+    expected = np.where(expected_keep, x.numpy() * np.float32(2.0), np.float32(0))
+    kernels = _masks._mask_kernels
+    for threads in (1, 2, 3):
+        words = torch.full(((n + 31) // 32,), -1, dtype=torch.int32)
+        kernels.keep_words(
+            words.data_ptr(), words.numel(), n, *keys, bits, bits_threshold, threads
+        )
+        np.testing.assert_array_equal(_unpacked(words.numpy(), n), expected_keep)
+        out = torch.full_like(x, np.nan)
+        kernels.apply_keep_words(
+            x.data_ptr(),
+            out.data_ptr(),
+            n,
+            words.data_ptr(),
+            words.numel(),
+            2.0,
+            threads,
+        )
+        np.testing.assert_array_equal(out.numpy(), expected)
 
 
 def _drop_and_gradients(x, upstream, rate, keys):
@@ -470,6 +559,26 @@ def test_native_kernels_refuse_sizes_their_buffers_cannot_hold():
         kernels.keep_words(words.data_ptr(), 2, -1, 1, 2, 1, 1)
     with pytest.raises(ValueError, match=re.escape("Received: address=0")):
         kernels.apply_keep_words(0, x.data_ptr(), 64, words.data_ptr(), 2, 2.0)
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [0, -2])
+def test_native_kernels_refuse_a_thread_count_below_one(threads):
+    import torch
+
+    words = torch.zeros(1, dtype=torch.int32)
+    x = torch.ones(32)
+    kernels = _masks._mask_kernels
+    expected = (
+        "Invalid value received for argument `threads`. Expected a positive "
+        f"thread count. Received: threads={threads}"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        kernels.keep_words(words.data_ptr(), 1, 32, 1, 2, 1, 1, threads)
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        kernels.apply_keep_words(
+            x.data_ptr(), x.data_ptr(), 32, words.data_ptr(), 1, 2.0, threads
+        )
 
 
 def _transformed_drops(device="cpu"):

@@ -34,6 +34,24 @@
 
 #define BLOCK 64 /* keep words per hashing block */
 
+/* Built with OpenMP where the compiler has it (setup.py): the loops over
+ * words then run on `threads` threads, in PyTorch's own OpenMP pool (the
+ * package loads this module after torch, so the loader reuses torch's
+ * libgomp). Every word is computed on its own, so the result does not depend
+ * on the thread count. Masks under PARALLEL_MIN_WORDS words (2**16 elements,
+ * about torch's grain size) stay on the calling thread. */
+#ifdef _OPENMP
+#define PRAGMA(x) _Pragma(#x)
+#define OMP_FOR(words, threads)                                                \
+    PRAGMA(omp parallel for schedule(static) num_threads(threads)              \
+               if ((words) >= PARALLEL_MIN_WORDS && (threads) > 1))
+#define OPENMP 1
+#else
+#define OMP_FOR(words, threads)
+#define OPENMP 0
+#endif
+#define PARALLEL_MIN_WORDS 2048
+
 static inline uint32_t fmix32(uint32_t h) {
     h ^= h >> 16;
     h *= 0x85EBCA6Bu;
@@ -49,11 +67,12 @@ static inline uint32_t fmix32(uint32_t h) {
 #define DEFINE_KEEP(BITS)                                                      \
     MULTIVERSION static void keep_##BITS(uint32_t *out, int64_t words,         \
                                          uint32_t k1, uint32_t k2,             \
-                                         uint32_t threshold) {                 \
+                                         uint32_t threshold, int threads) {    \
         enum { PER = 32 / BITS };                                              \
         const uint32_t field = (uint32_t)((1ull << BITS) - 1u);                \
-        uint32_t hashed[BLOCK * BITS];                                         \
+        OMP_FOR(words, threads)                                                \
         for (int64_t g0 = 0; g0 < words; g0 += BLOCK) {                        \
+            uint32_t hashed[BLOCK * BITS];                                     \
             int count = words - g0 < BLOCK ? (int)(words - g0) : BLOCK;        \
             uint32_t first = (uint32_t)(g0 * BITS);                            \
             for (int i = 0; i < count * BITS; i++) {                           \
@@ -90,10 +109,12 @@ DEFINE_KEEP(8)
 DEFINE_KEEP(16)
 
 MULTIVERSION static void apply_words(const float *src, float *dst, int64_t n,
-                                     const uint32_t *words, float scale) {
+                                     const uint32_t *words, float scale,
+                                     int threads) {
     uint32_t scale_bits;
     memcpy(&scale_bits, &scale, sizeof scale_bits);
     int64_t full = n / 32;
+    OMP_FOR(full, threads)
     for (int64_t g = 0; g < full; g++) {
         uint32_t word = words[g];
         const float *s = src + 32 * g;
@@ -145,23 +166,25 @@ static PyObject *keep_words(PyObject *self, PyObject *args) {
     unsigned long long out;
     Py_ssize_t words, n;
     unsigned int k1, k2, threshold;
-    int bits;
-    if (!PyArg_ParseTuple(args, "KnnIIiI", &out, &words, &n, &k1, &k2, &bits,
-                          &threshold))
+    int bits, threads = 1;
+    if (!PyArg_ParseTuple(args, "KnnIIiI|i", &out, &words, &n, &k1, &k2, &bits,
+                          &threshold, &threads))
         return NULL;
     if (!check_sizes(n, words, out != 0))
         return NULL;
+    if (threads < 1)
+        return invalid_argument("threads", "a positive thread count", threads);
     if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16)
         return invalid_argument("bits", "one of 1, 2, 4, 8, 16", bits);
     int64_t count = ((int64_t)n + 31) / 32;
     uint32_t *dst = (uint32_t *)(uintptr_t)out;
     Py_BEGIN_ALLOW_THREADS
     switch (bits) {
-    case 1: keep_1(dst, count, k1, k2, threshold); break;
-    case 2: keep_2(dst, count, k1, k2, threshold); break;
-    case 4: keep_4(dst, count, k1, k2, threshold); break;
-    case 8: keep_8(dst, count, k1, k2, threshold); break;
-    default: keep_16(dst, count, k1, k2, threshold); break;
+    case 1: keep_1(dst, count, k1, k2, threshold, threads); break;
+    case 2: keep_2(dst, count, k1, k2, threshold, threads); break;
+    case 4: keep_4(dst, count, k1, k2, threshold, threads); break;
+    case 8: keep_8(dst, count, k1, k2, threshold, threads); break;
+    default: keep_16(dst, count, k1, k2, threshold, threads); break;
     }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
@@ -171,27 +194,30 @@ static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
     unsigned long long src, dst, words;
     Py_ssize_t n, word_count;
     float scale;
-    if (!PyArg_ParseTuple(args, "KKnKnf", &src, &dst, &n, &words, &word_count,
-                          &scale))
+    int threads = 1;
+    if (!PyArg_ParseTuple(args, "KKnKnf|i", &src, &dst, &n, &words, &word_count,
+                          &scale, &threads))
         return NULL;
     if (!check_sizes(n, word_count, src != 0 && dst != 0 && words != 0))
         return NULL;
+    if (threads < 1)
+        return invalid_argument("threads", "a positive thread count", threads);
     Py_BEGIN_ALLOW_THREADS
     apply_words((const float *)(uintptr_t)src, (float *)(uintptr_t)dst, (int64_t)n,
-                (const uint32_t *)(uintptr_t)words, scale);
+                (const uint32_t *)(uintptr_t)words, scale, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"keep_words", keep_words, METH_VARARGS,
-     "keep_words(out, words, n, k1, k2, bits, bits_threshold): writes "
-     "ceil(n / 32) uint32 words at address `out` (room for `words`), bit r "
-     "of word g set where element 32 * g + r is kept."},
+     "keep_words(out, words, n, k1, k2, bits, bits_threshold, threads=1): "
+     "writes ceil(n / 32) uint32 words at address `out` (room for `words`), "
+     "bit r of word g set where element 32 * g + r is kept."},
     {"apply_keep_words", apply_keep_words, METH_VARARGS,
-     "apply_keep_words(src, dst, n, words, word_count, scale): dst[e] = "
-     "src[e] * (scale where bit e of the packed words is set, else 0), for "
-     "n float32 elements."},
+     "apply_keep_words(src, dst, n, words, word_count, scale, threads=1): "
+     "dst[e] = src[e] * (scale where bit e of the packed words is set, else "
+     "0), for n float32 elements."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -200,4 +226,12 @@ static struct PyModuleDef module = {
     "Native CPU kernels for keras_reg's dropout masks.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__mask_kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__mask_kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    /* Whether `threads` is honoured (built with OpenMP) or ignored. */
+    if (m != NULL && PyModule_AddIntConstant(m, "openmp", OPENMP) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

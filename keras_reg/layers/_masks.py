@@ -26,7 +26,8 @@ path computing the same bits: XLA-compiled on TensorFlow and JAX (reading
 NumPy for small PyTorch CPU masks. Where the optional C extension
 `_mask_kernels` was built, PyTorch CPU float32 tensors masked elementwise
 (Dropout without a noise shape, DropConnect) use it instead: one native pass
-draws the mask as packed bits, one multiplies (`_native_drop`). PyTorch float
+draws the mask as packed bits, one multiplies (`_native_drop`), each on
+torch's intra-op threads where the extension was built with OpenMP. PyTorch float
 tensors on a GPU use one Triton kernel, where Triton is installed, which reads
 the seed state on the device (`_triton_drop`, `_mask_triton`).
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
@@ -44,10 +45,27 @@ from keras import ops
 from keras_reg import _validation
 from keras_reg.layers import _xla
 
-try:
-    from keras_reg.layers import _mask_kernels
-except ImportError:  # installed where no C compiler was found
-    _mask_kernels = None
+
+def _load_mask_kernels():
+    """The optional C extension, on the PyTorch backend where it was built.
+
+    It serves PyTorch tensors only, so other backends never load it. Built
+    with OpenMP (Linux), it needs `libgomp.so.1`: importing torch first lets
+    the loader reuse the copy torch ships, so the kernels share torch's
+    thread pool, and no other copy is loaded ahead of torch's.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch  # noqa: F401
+
+    try:
+        from keras_reg.layers import _mask_kernels
+    except ImportError:  # installed where no C compiler was found
+        return None
+    return _mask_kernels
+
+
+_mask_kernels = _load_mask_kernels()
 
 RANDOM_BITS = 16
 # The fast paths read each hash word's 16- or 8-bit parts in memory order.
@@ -463,6 +481,7 @@ def _native_keep_words(n, threshold, k1, k2):
         k2 & 0xFFFFFFFF,
         bits,
         bits_threshold,
+        torch.get_num_threads(),
     )
     return words
 
@@ -612,6 +631,7 @@ def _native_drop_function():
             words.data_ptr(),
             words.numel(),
             scale,
+            torch.get_num_threads(),
         )
         return out
 
