@@ -38,6 +38,8 @@ on a GPU, see the README's "How masks are drawn"), `torch_kernels_ms` times
 keras_reg's layer with it switched off, in the same rounds.
 On PyTorch, `native_kernels` says whether the optional C kernels (see the
 README's "Native kernels", CPU only) served the float32 masks, and
+`native_threads` on how many threads they ran (torch's count where built with
+OpenMP and sharing torch's runtime, else 1);
 `BENCH_TORCH_THREADS=1` runs both sides single-threaded: on a
 machine whose cores are shared with other work, intra-op threads stall at
 each operation's barrier, which penalizes many short operations.
@@ -166,6 +168,15 @@ def _native_kernels():
     return _masks._mask_kernels is not None and on_cpu
 
 
+def _native_threads():
+    """Threads the C kernels run on (1 unless they share torch's OpenMP pool)."""
+    if not _native_kernels():
+        return None
+    from keras_reg.layers import _masks
+
+    return _masks._native_threads()
+
+
 def _triton_kernel():
     """Whether the Triton kernel serves the masks here (PyTorch on a GPU)."""
     if BACKEND != "torch":
@@ -205,6 +216,7 @@ def _report(case, ms, baseline, target, **extra):
         "torch_threads": _torch_threads(),
         # PyTorch: whether the optional C kernels drew and applied the masks.
         "native_kernels": _native_kernels(),
+        "native_threads": _native_threads(),
         **extra,
     }
     print(json.dumps(line), flush=True)

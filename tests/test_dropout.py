@@ -359,10 +359,11 @@ def test_torch_workspace_is_capped_and_larger_masks_stay_exact(monkeypatch):
 
 
 def _c_compiler():
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}): the torch-kernel path is used")
-    return compiler
+    """The compiler setup.py uses (`CC`, else Python's), or a skip."""
+    command = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"no C compiler ({command[0]}): the torch-kernel path is used")
+    return command
 
 
 def test_native_kernels_are_built_where_a_c_compiler_exists():
@@ -382,39 +383,34 @@ def test_native_kernels_are_loaded_on_the_torch_backend_only():
     assert loaded == (BACKEND == "torch" and _masks._mask_kernels is not None)
 
 
-def test_native_kernels_use_openmp_on_linux_where_the_compiler_has_it(tmp_path):
+def test_native_kernels_use_torchs_openmp_threads_on_linux_with_gcc(tmp_path):
     if BACKEND != "torch" or not sys.platform.startswith("linux"):
         pytest.skip("setup.py builds the OpenMP kernels on Linux, for torch")
-    # The same check setup.py makes: can this compiler build with -fopenmp?
+    import torch
+
+    compiler = _c_compiler()
+    # setup.py's conditions: GCC, and a program built with -fopenmp links.
+    macros = subprocess.run(
+        [*compiler, "-dM", "-E", "-x", "c", os.devnull], capture_output=True, text=True
+    ).stdout
+    if "__GNUC__" not in macros or "__clang__" in macros:
+        pytest.skip("setup.py builds the OpenMP kernels with GCC only")
     source = tmp_path / "probe.c"
     source.write_text("int main(void) { return 0; }\n")
     probe = subprocess.run(
-        [_c_compiler(), "-fopenmp", str(source), "-o", str(tmp_path / "probe")],
+        [*compiler, "-fopenmp", str(source), "-o", str(tmp_path / "probe")],
         capture_output=True,
     )
     if probe.returncode:
         pytest.skip("the C compiler cannot build with -fopenmp")
     assert _masks._mask_kernels.openmp == 1
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads /proc/self/maps"
-)
-def test_native_kernels_share_torchs_openmp_runtime():
-    if BACKEND != "torch" or getattr(_masks._mask_kernels, "openmp", 0) != 1:
-        pytest.skip("the OpenMP kernels serve the torch backend, where built")
-    import torch
-
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if line.count(" ") >= 5}
-    runtimes = {p for p in paths if os.path.basename(p).startswith("libgomp.so")}
-    torch_lib = os.path.realpath(os.path.join(os.path.dirname(torch.__file__), "lib"))
-    # One libgomp.so.1: torch's own copy where its wheel ships one (else the
-    # system's, which torch then uses too).
-    assert len(runtimes) == 1, runtimes
-    shipped = os.path.join(torch_lib, "libgomp.so.1")
-    if os.path.exists(shipped):
-        assert {os.path.realpath(p) for p in runtimes} == {os.path.realpath(shipped)}
+    if not os.path.exists(
+        os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
+    ):
+        pytest.skip("this torch does not ship libgomp.so.1 (a renamed copy, or none)")
+    # One runtime, resolved by the kernels and by torch alike: one thread pool.
+    assert _masks._kernels_share_torch_threads
+    assert _masks._native_threads() == torch.get_num_threads()
 
 
 needs_native = pytest.mark.skipif(
@@ -443,41 +439,78 @@ def test_native_keep_words_are_the_documented_mask(n, rate):
     )
 
 
-@needs_native
-@pytest.mark.parametrize("bits_rate", [0.5, 0.25, 0.0625, 2**-8, 0.3])
-def test_native_kernels_give_the_same_words_and_products_on_any_thread_count(
-    bits_rate,
-):
+def _keep_and_apply(kernels, x, rate, threads):
+    """The kernels' keep words and product for float32 tensor `x`, and team sizes."""
     import torch
 
-    # Three parallel chunks of 2048 words and a ragged tail: above the size
-    # at which the loops run on several threads.
-    n = 3 * 65_536 + 45
-    threshold = _masks.drop_threshold(bits_rate)
-    bits, _, bits_threshold = _masks.draw_layout(threshold)
+    n = x.numel()
+    bits, _, bits_threshold = _masks.draw_layout(_masks.drop_threshold(rate))
     state = np.array([3, 8], "int32")
-    keys = tuple(int(k) & 0xFFFFFFFF for k in _masks.keys_from_state(state))
-    expected_keep = reference_keep((n,), bits_rate, 3, 8)
+    keys = [int(k) & 0xFFFFFFFF for k in _masks.keys_from_state(state)]
+    words = torch.full(((n + 31) // 32,), -1, dtype=torch.int32)
+    kernels.keep_words(
+        words.data_ptr(), words.numel(), n, *keys, bits, bits_threshold, threads
+    )
+    keep_team = kernels.last_team_size()
+    out = torch.full_like(x, np.nan)
+    kernels.apply_keep_words(
+        x.data_ptr(), out.data_ptr(), n, words.data_ptr(), words.numel(), 2.0, threads
+    )
+    return words, out, (keep_team, kernels.last_team_size())
+
+
+@needs_native
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.0625, 2**-8, 0.3])
+def test_native_kernels_give_the_same_words_and_products_on_any_thread_count(rate):
+    import torch
+
+    # 6,145 words in 97 blocks of 64, a ragged tail: above the 2,048 words at
+    # which the loops go parallel.
+    n = 3 * 65_536 + 45
+    expected_keep = reference_keep((n,), rate, 3, 8)
     x = torch.from_numpy(np.random.default_rng(5).normal(size=n).astype("float32"))
     expected = np.where(expected_keep, x.numpy() * np.float32(2.0), np.float32(0))
     kernels = _masks._mask_kernels
-    for threads in (1, 2, 3):
-        words = torch.full(((n + 31) // 32,), -1, dtype=torch.int32)
-        kernels.keep_words(
-            words.data_ptr(), words.numel(), n, *keys, bits, bits_threshold, threads
-        )
+    for threads in (1, 2, 3, 8, 2, 3):  # repeated: races need not show at once
+        words, out, teams = _keep_and_apply(kernels, x, rate, threads)
         np.testing.assert_array_equal(_unpacked(words.numpy(), n), expected_keep)
-        out = torch.full_like(x, np.nan)
-        kernels.apply_keep_words(
-            x.data_ptr(),
-            out.data_ptr(),
-            n,
-            words.data_ptr(),
-            words.numel(),
-            2.0,
-            threads,
-        )
         np.testing.assert_array_equal(out.numpy(), expected)
+        # The loops did run on that many threads (one where built serially).
+        assert teams == ((threads, threads) if kernels.openmp else (1, 1))
+
+
+@needs_native
+def test_native_kernels_stay_on_one_thread_for_small_masks_and_cap_their_teams():
+    import torch
+
+    kernels = _masks._mask_kernels
+    if not kernels.openmp:
+        pytest.skip("built without OpenMP: every loop runs on the calling thread")
+    # 2,047 words: under the parallel size, whatever is asked.
+    small = torch.ones(2047 * 32)
+    assert _keep_and_apply(kernels, small, 0.5, 8)[2] == (1, 1)
+    # 2,100 words, 33 blocks: no more threads than the loop has iterations.
+    large = torch.ones(2100 * 32)
+    assert _keep_and_apply(kernels, large, 0.5, 40)[2] == (33, 40)
+
+
+@needs_native
+def test_native_kernels_run_single_threaded_beside_another_openmp_runtime(
+    monkeypatch,
+):
+    import torch
+
+    kernels = _masks._mask_kernels
+    addresses = {kernels.__file__: 1, torch._C.__file__: 2}
+    monkeypatch.setattr(_masks, "_openmp_address", addresses.get)
+    assert not _masks._shares_torch_openmp(kernels)
+    assert not _masks._shares_torch_openmp(None)
+    monkeypatch.setattr(_masks, "_kernels_share_torch_threads", False)
+    assert _masks._native_threads() == 1
+    x = torch.ones(3 * 65_536)
+    y = _masks.drop(x, tuple(x.shape), 0.5, (5, 6))
+    assert kernels.last_team_size() == 1
+    assert set(np.unique(y.numpy())) == {0.0, 2.0}
 
 
 def _drop_and_gradients(x, upstream, rate, keys):

@@ -34,23 +34,42 @@
 
 #define BLOCK 64 /* keep words per hashing block */
 
-/* Built with OpenMP where the compiler has it (setup.py): the loops over
- * words then run on `threads` threads, in PyTorch's own OpenMP pool (the
- * package loads this module after torch, so the loader reuses torch's
- * libgomp). Every word is computed on its own, so the result does not depend
- * on the thread count. Masks under PARALLEL_MIN_WORDS words (2**16 elements,
- * about torch's grain size) stay on the calling thread. */
-#ifdef _OPENMP
-#define PRAGMA(x) _Pragma(#x)
-#define OMP_FOR(words, threads)                                                \
-    PRAGMA(omp parallel for schedule(static) num_threads(threads)              \
-               if ((words) >= PARALLEL_MIN_WORDS && (threads) > 1))
-#define OPENMP 1
-#else
-#define OMP_FOR(words, threads)
-#define OPENMP 0
-#endif
+/* Built with OpenMP where the compiler is GCC (setup.py): the loops over
+ * words then run on up to `threads` threads. The package passes torch's
+ * intra-op thread count where this module and torch resolve the same OpenMP
+ * runtime (one thread pool; see `_masks._load_mask_kernels`), else 1. Every
+ * word is computed on its own, so the result does not depend on the thread
+ * count. Masks under PARALLEL_MIN_WORDS words (2**16 elements, twice torch's
+ * grain size) stay on the calling thread, and a team never has more threads
+ * than the loop has iterations. */
 #define PARALLEL_MIN_WORDS 2048
+
+/* Threads for a loop of `iterations` over `words` words. */
+static int team_size(int64_t words, int64_t iterations, int threads) {
+    if (words < PARALLEL_MIN_WORDS || threads < 2)
+        return 1;
+    return iterations < threads ? (int)iterations : threads;
+}
+
+#ifdef _OPENMP
+#include <omp.h>
+#define PRAGMA(x) _Pragma(#x)
+#define OMP_FOR(team)                                                          \
+    PRAGMA(omp parallel for schedule(static) num_threads(team) if (team > 1))
+#define OPENMP 1
+/* The size of the team that ran the last loop, for the tests: written by
+ * whichever thread runs iteration 0. */
+static int last_team;
+#define RECORD_TEAM(size) __atomic_store_n(&last_team, (size), __ATOMIC_RELAXED)
+#define LAST_TEAM() __atomic_load_n(&last_team, __ATOMIC_RELAXED)
+#define TEAM_NOW() omp_get_num_threads()
+#else
+#define OMP_FOR(team)
+#define OPENMP 0
+#define RECORD_TEAM(size) ((void)0)
+#define LAST_TEAM() 1
+#define TEAM_NOW() 1
+#endif
 
 static inline uint32_t fmix32(uint32_t h) {
     h ^= h >> 16;
@@ -70,9 +89,13 @@ static inline uint32_t fmix32(uint32_t h) {
                                          uint32_t threshold, int threads) {    \
         enum { PER = 32 / BITS };                                              \
         const uint32_t field = (uint32_t)((1ull << BITS) - 1u);                \
-        OMP_FOR(words, threads)                                                \
+        int team = team_size(words, (words + BLOCK - 1) / BLOCK, threads);     \
+        RECORD_TEAM(1);                                                        \
+        OMP_FOR(team)                                                          \
         for (int64_t g0 = 0; g0 < words; g0 += BLOCK) {                        \
             uint32_t hashed[BLOCK * BITS];                                     \
+            if (g0 == 0)                                                       \
+                RECORD_TEAM(TEAM_NOW());                                       \
             int count = words - g0 < BLOCK ? (int)(words - g0) : BLOCK;        \
             uint32_t first = (uint32_t)(g0 * BITS);                            \
             for (int i = 0; i < count * BITS; i++) {                           \
@@ -114,8 +137,12 @@ MULTIVERSION static void apply_words(const float *src, float *dst, int64_t n,
     uint32_t scale_bits;
     memcpy(&scale_bits, &scale, sizeof scale_bits);
     int64_t full = n / 32;
-    OMP_FOR(full, threads)
+    int team = team_size(full, full, threads);
+    RECORD_TEAM(1);
+    OMP_FOR(team)
     for (int64_t g = 0; g < full; g++) {
+        if (g == 0)
+            RECORD_TEAM(TEAM_NOW());
         uint32_t word = words[g];
         const float *s = src + 32 * g;
         float *d = dst + 32 * g;
@@ -209,6 +236,10 @@ static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *last_team_size(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(LAST_TEAM());
+}
+
 static PyMethodDef methods[] = {
     {"keep_words", keep_words, METH_VARARGS,
      "keep_words(out, words, n, k1, k2, bits, bits_threshold, threads=1): "
@@ -218,6 +249,9 @@ static PyMethodDef methods[] = {
      "apply_keep_words(src, dst, n, words, word_count, scale, threads=1): "
      "dst[e] = src[e] * (scale where bit e of the packed words is set, else "
      "0), for n float32 elements."},
+    {"last_team_size", last_team_size, METH_NOARGS,
+     "last_team_size(): how many threads ran the last kernel call's loop (1 "
+     "where built without OpenMP)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,7 +27,8 @@ NumPy for small PyTorch CPU masks. Where the optional C extension
 `_mask_kernels` was built, PyTorch CPU float32 tensors masked elementwise
 (Dropout without a noise shape, DropConnect) use it instead: one native pass
 draws the mask as packed bits, one multiplies (`_native_drop`), each on
-torch's intra-op threads where the extension was built with OpenMP. PyTorch float
+torch's intra-op threads where the extension was built with OpenMP and shares
+torch's OpenMP runtime. PyTorch float
 tensors on a GPU use one Triton kernel, where Triton is installed, which reads
 the seed state on the device (`_triton_drop`, `_mask_triton`).
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
@@ -50,9 +51,9 @@ def _load_mask_kernels():
     """The optional C extension, on the PyTorch backend where it was built.
 
     It serves PyTorch tensors only, so other backends never load it. Built
-    with OpenMP (Linux), it needs `libgomp.so.1`: importing torch first lets
-    the loader reuse the copy torch ships, so the kernels share torch's
-    thread pool, and no other copy is loaded ahead of torch's.
+    with OpenMP (Linux, GCC), it needs `libgomp.so.1`. Torch is imported
+    first, so where torch's wheel ships a `libgomp.so.1` the loader reuses
+    that copy, and no other copy is loaded ahead of torch's.
     """
     if keras.backend.backend() != "torch":
         return None
@@ -65,7 +66,45 @@ def _load_mask_kernels():
     return _mask_kernels
 
 
+def _openmp_address(path):
+    """Where the library at `path` resolves `omp_get_max_threads`, or None."""
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(path).omp_get_max_threads
+    except (OSError, AttributeError):
+        return None
+    return ctypes.cast(function, ctypes.c_void_p).value
+
+
+def _shares_torch_openmp(kernels):
+    """Whether `kernels` run in torch's OpenMP runtime, hence its thread pool.
+
+    Torch wheels that ship a renamed libgomp, or torch builds on another
+    OpenMP runtime, leave the kernels with a runtime of their own: two thread
+    pools would compete for the cores (measured slower than one thread), so
+    the kernels then run single-threaded.
+    """
+    if kernels is None or not kernels.openmp:
+        return False
+    import torch
+
+    ours = _openmp_address(kernels.__file__)
+    return ours is not None and ours == _openmp_address(torch._C.__file__)
+
+
 _mask_kernels = _load_mask_kernels()
+_kernels_share_torch_threads = _shares_torch_openmp(_mask_kernels)
+
+
+def _native_threads():
+    """The thread count the C kernels run on: torch's, where they share its pool."""
+    if not _kernels_share_torch_threads:
+        return 1
+    import torch
+
+    return torch.get_num_threads()
+
 
 RANDOM_BITS = 16
 # The fast paths read each hash word's 16- or 8-bit parts in memory order.
@@ -481,7 +520,7 @@ def _native_keep_words(n, threshold, k1, k2):
         k2 & 0xFFFFFFFF,
         bits,
         bits_threshold,
-        torch.get_num_threads(),
+        _native_threads(),
     )
     return words
 
@@ -631,7 +670,7 @@ def _native_drop_function():
             words.data_ptr(),
             words.numel(),
             scale,
-            torch.get_num_threads(),
+            _native_threads(),
         )
         return out
 
