@@ -168,17 +168,140 @@ def test_wrapped_regularizer_applies_to_the_stored_kernel():
     )
 
 
-def test_wrapped_activity_regularizer_counts_once():
+@pytest.mark.parametrize("batch", [1, 4])
+def test_wrapped_activity_regularizer_counts_once_per_sample_as_in_keras(batch):
     dense = keras.layers.Dense(
         3, use_bias=False, activity_regularizer=keras.regularizers.L1(1.0)
     )
     layer = DropConnect(dense, 0.5, seed=2)
-    x = np.ones((2, 4), dtype="float32")
+    # Rows of the identity give the masked kernel's rows as the output.
+    x = np.eye(4, dtype="float32")[:batch]
     y = _numpy(layer(x, training=True))
     assert len(layer.losses) == 1
-    np.testing.assert_allclose(
-        float(_numpy(layer.losses[0])), np.sum(np.abs(y)), rtol=1e-5
+    # Oracle: Keras's own Dense, with the masked kernel as its kernel, records
+    # the penalty of the same output (Keras divides it by the batch size).
+    oracle = keras.layers.Dense(
+        3, use_bias=False, activity_regularizer=keras.regularizers.L1(1.0)
     )
+    oracle.build((None, 4))
+    masked = np.zeros((4, 3), "float32")
+    masked[:batch] = y
+    oracle.kernel.assign(masked)
+    np.testing.assert_allclose(_numpy(oracle(x)), y)
+    np.testing.assert_allclose(
+        float(_numpy(layer.losses[0])), float(_numpy(oracle.losses[0])), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        float(_numpy(layer.losses[0])), np.abs(y).sum() / batch, rtol=1e-6
+    )
+
+
+def _step_results(layer, x, upstream):
+    """Output, input and kernel gradients and losses of one training call (torch)."""
+    import torch
+
+    x = torch.from_numpy(x).requires_grad_(True)
+    y = layer(x, training=True)
+    kernel = layer.layer.kernel.value
+    grads = torch.autograd.grad((y * torch.from_numpy(upstream)).sum(), [x, kernel])
+    return [_numpy(t.detach()) for t in (y, *grads)] + [
+        float(_numpy(loss.detach())) for loss in layer.losses
+    ]
+
+
+_WRAPPED = {
+    "Dense": (lambda: keras.layers.Dense(5, activation="tanh"), (3, 6)),
+    "Dense_activity": (
+        lambda: keras.layers.Dense(
+            5, activity_regularizer=keras.regularizers.L2(0.1), use_bias=False
+        ),
+        (3, 6),
+    ),
+    "EinsumDense": (
+        lambda: keras.layers.EinsumDense("ab,bc->ac", (5,), bias_axes="c"),
+        (3, 6),
+    ),
+    "Conv2D": (lambda: keras.layers.Conv2D(3, 2, padding="same"), (2, 4, 4, 2)),
+    "Conv1DTranspose": (lambda: keras.layers.Conv1DTranspose(3, 2), (2, 5, 2)),
+    "Dense_mixed_float16": (
+        lambda: keras.layers.Dense(5, dtype="mixed_float16"),
+        (3, 6),
+    ),
+}
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the direct call is PyTorch's")
+@pytest.mark.parametrize("wrapped", sorted(_WRAPPED))
+def test_direct_call_gives_what_the_wrapped_layers_call_gives(wrapped, monkeypatch):
+    factory, shape = _WRAPPED[wrapped]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype("float32")
+    wrapped_layers = [factory(), factory()]
+    policy = wrapped_layers[0].dtype_policy.name
+    layers = [DropConnect(w, 0.4, seed=5, dtype=policy) for w in wrapped_layers]
+    for layer in layers:
+        layer.build(shape)
+    weights = [rng.normal(size=w.shape).astype("f4") for w in layers[0].layer.weights]
+    for layer in layers:
+        layer.layer.set_weights(weights)
+        assert layer._calls_directly(x)
+    upstream_shape = layers[0].compute_output_shape(shape)
+    upstream = rng.normal(size=upstream_shape).astype("float32")
+    direct = _step_results(layers[0], x, upstream)
+    monkeypatch.setattr(DropConnect, "_calls_directly", lambda self, inputs: False)
+    through_call = _step_results(layers[1], x, upstream)
+    assert len(direct) == len(through_call) == 3 + ("activity" in wrapped)
+    for got, expected in zip(direct, through_call, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+class _MaskedDense(keras.layers.Dense):
+    """A Dense layer whose `call` takes a mask: called through `__call__`."""
+
+    def call(self, inputs, mask=None):
+        return super().call(inputs)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the direct call is PyTorch's")
+def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch):
+    import torch
+
+    x = np.ones((2, 4), "float32")
+    layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
+    layer.build(x.shape)
+    assert layer._calls_directly(x)
+    # A mask-taking call.
+    other = DropConnect(_MaskedDense(3), 0.5, seed=1)
+    other.build(x.shape)
+    assert not other._calls_directly(x)
+    # Different dtype policies: the wrapped layer's own casting applies.
+    mixed = DropConnect(keras.layers.Dense(3), 0.5, dtype="mixed_float16")
+    mixed.build(x.shape)
+    assert not mixed._calls_directly(x)
+    # An input carrying a Keras mask.
+    masked = torch.ones(2, 4)
+    masked._keras_mask = torch.ones(2, dtype=torch.bool)
+    assert not layer._calls_directly(masked)
+    # Torch hooks on the wrapped layer run, through its __call__.
+    seen = []
+    handle = layer.layer.register_forward_hook(lambda *args: seen.append(1))
+    try:
+        assert not layer._calls_directly(x)
+        layer(x, training=True)
+        assert seen == [1]
+    finally:
+        handle.remove()
+    # A distribution may lay the outputs out (none runs on torch: a stand-in).
+    monkeypatch.setattr(keras.distribution, "distribution", lambda: object())
+    assert not layer._calls_directly(x)
+    monkeypatch.undo()
+    assert layer._calls_directly(x)
+
+
+def test_direct_call_is_torch_only():
+    layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
+    layer.build((2, 4))
+    assert layer._calls_directly(np.ones((2, 4), "float32")) == (BACKEND == "torch")
 
 
 def test_wrapped_constraint_still_applies():
