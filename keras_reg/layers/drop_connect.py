@@ -46,8 +46,9 @@ class DropConnect(DropoutFamilyLayer):
     The wrapped layer keeps its regularizers and constraints: penalties are
     computed on the stored kernel and constraints are applied to it after
     each optimizer step. Its activity regularizer is added once per training
-    call, divided by the batch size as Keras's `Layer.__call__` does. The wrapped layer is serialized inside the wrapper's
-    config and its weights are saved under the wrapper.
+    call, divided by the batch size as Keras's `Layer.__call__` does. The
+    wrapped layer is serialized inside the wrapper's config and its weights
+    are saved under the wrapper.
 
     Masks are drawn as in `keras_reg.layers.Dropout`: reproducible with a
     seed, saved with the model and active inside `keras_reg.mc_predict`. On
