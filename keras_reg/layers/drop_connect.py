@@ -124,7 +124,7 @@ class DropConnect(DropoutFamilyLayer):
 
         On PyTorch every training step runs in Python, and the wrapped
         layer's own `__call__` (through `torch.nn.Module.__call__`) costs
-        about 3-5% of a `Dense(1024)` step. What it does is already done by
+        2-4% of a `Dense(1024)` step. What it does is already done by
         the wrapper's `__call__` when the two layers share their dtype
         policy (input casting, autocasting, training flag), with the kernel
         built and the activity penalty added below. It still runs wherever it
