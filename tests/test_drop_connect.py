@@ -298,6 +298,21 @@ def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch
     assert layer._calls_directly(x)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_inputs_are_checked_against_the_wrapped_layers_input_spec(training):
+    dense = keras.layers.Dense(3)
+    layer = DropConnect(dense, 0.5, seed=1)
+    layer(np.ones((2, 4), "float32"), training=training)
+    with pytest.raises(ValueError) as wrapper_error:
+        layer(np.ones((2, 5), "float32"), training=training)
+    with pytest.raises(ValueError) as keras_error:
+        dense(np.ones((2, 5), "float32"))
+    # Keras's message, naming the layer whose spec it is.
+    expected = str(keras_error.value).replace(f'layer "{dense.name}"', "")
+    assert "is incompatible with the layer" in expected
+    assert expected.split("layer:")[-1] in str(wrapper_error.value)
+
+
 def test_direct_call_is_torch_only():
     layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
     layer.build((2, 4))

@@ -103,6 +103,7 @@ class DropConnect(DropoutFamilyLayer):
         self._direct_call_parameters = None
         if layer.built:
             self._check_kernel()
+            self.input_spec = layer.input_spec
 
     def _check_kernel(self):
         kernel = getattr(self.layer, "kernel", None)
@@ -114,6 +115,8 @@ class DropConnect(DropoutFamilyLayer):
         if not self.layer.built:
             self.layer.build(input_shape)
         self._check_kernel()
+        # Checked by the wrapper's own `__call__`, which the direct call relies on.
+        self.input_spec = self.layer.input_spec
         parameters = set(inspect.signature(self.layer.call).parameters)
         if keras.backend.backend() == "torch" and parameters in _DIRECT_CALL_ARGUMENTS:
             self._direct_call_parameters = frozenset(parameters)
