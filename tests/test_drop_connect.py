@@ -209,6 +209,14 @@ def _step_results(layer, x, upstream):
     ]
 
 
+class _TrainingScaled(keras.layers.Dense):
+    """A Dense layer whose `call` reads `training`: doubled in training."""
+
+    def call(self, inputs, training=None):
+        outputs = super().call(inputs)
+        return outputs * 2 if training else outputs
+
+
 _WRAPPED = {
     "Dense": (lambda: keras.layers.Dense(5, activation="tanh"), (3, 6)),
     "Dense_activity": (
@@ -223,6 +231,7 @@ _WRAPPED = {
     ),
     "Conv2D": (lambda: keras.layers.Conv2D(3, 2, padding="same"), (2, 4, 4, 2)),
     "Conv1DTranspose": (lambda: keras.layers.Conv1DTranspose(3, 2), (2, 5, 2)),
+    "Dense_training": (lambda: _TrainingScaled(5), (3, 6)),
     "Dense_mixed_float16": (
         lambda: keras.layers.Dense(5, dtype="mixed_float16"),
         (3, 6),
@@ -247,9 +256,21 @@ def test_direct_call_gives_what_the_wrapped_layers_call_gives(wrapped, monkeypat
         assert layer._calls_directly(x)
     upstream_shape = layers[0].compute_output_shape(shape)
     upstream = rng.normal(size=upstream_shape).astype("float32")
+    # Which layers go through Layer.__call__: the wrapped one only on the
+    # second path.
+    called = []
+    keras_call = keras.layers.Layer.__call__
+
+    def spy(self, *args, **kwargs):
+        called.append(self)
+        return keras_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "__call__", spy)
     direct = _step_results(layers[0], x, upstream)
+    assert called == [layers[0]]
     monkeypatch.setattr(DropConnect, "_calls_directly", lambda self, inputs: False)
     through_call = _step_results(layers[1], x, upstream)
+    assert called == [layers[0], layers[1], layers[1].layer]
     assert len(direct) == len(through_call) == 3 + ("activity" in wrapped)
     for got, expected in zip(direct, through_call, strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -262,6 +283,21 @@ class _MaskedDense(keras.layers.Dense):
         return super().call(inputs)
 
 
+class _OwnCallDense(keras.layers.Dense):
+    def __call__(self, *args, **kwargs):
+        return super().__call__(*args, **kwargs)
+
+
+class _OwnForwardDense(keras.layers.Dense):
+    def forward(self, *args, **kwargs):
+        return super().forward(*args, **kwargs)
+
+
+class _OwnMaskDense(keras.layers.Dense):
+    def compute_mask(self, inputs, previous_mask):
+        return previous_mask
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the direct call is PyTorch's")
 def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch):
     import torch
@@ -270,27 +306,48 @@ def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch
     layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
     layer.build(x.shape)
     assert layer._calls_directly(x)
-    # A mask-taking call.
-    other = DropConnect(_MaskedDense(3), 0.5, seed=1)
-    other.build(x.shape)
-    assert not other._calls_directly(x)
-    # Different dtype policies: the wrapped layer's own casting applies.
-    mixed = DropConnect(keras.layers.Dense(3), 0.5, dtype="mixed_float16")
-    mixed.build(x.shape)
-    assert not mixed._calls_directly(x)
+    with keras.RematScope(mode="activations"):
+        rematerialized = keras.layers.Dense(3, activation="relu")
+    for wrapped, wrapper_kwargs in [
+        (_MaskedDense(3), {}),  # a mask-taking call
+        (_OwnCallDense(3), {}),
+        (_OwnForwardDense(3), {}),
+        (_OwnMaskDense(3), {}),
+        (rematerialized, {}),
+        # Another dtype policy or autocast setting: the wrapped layer's own
+        # casting applies.
+        (keras.layers.Dense(3), {"dtype": "mixed_float16"}),
+        (keras.layers.Dense(3, autocast=False), {}),
+    ]:
+        other = DropConnect(wrapped, 0.5, seed=1, **wrapper_kwargs)
+        other.build(x.shape)
+        assert not other._calls_directly(x), wrapped
     # An input carrying a Keras mask.
     masked = torch.ones(2, 4)
     masked._keras_mask = torch.ones(2, dtype=torch.bool)
     assert not layer._calls_directly(masked)
-    # Torch hooks on the wrapped layer run, through its __call__.
+    # Torch hooks, the layer's or global ones, run through its __call__.
     seen = []
-    handle = layer.layer.register_forward_hook(lambda *args: seen.append(1))
-    try:
-        assert not layer._calls_directly(x)
-        layer(x, training=True)
-        assert seen == [1]
-    finally:
-        handle.remove()
+    for register in (
+        layer.layer.register_forward_hook,
+        torch.nn.modules.module.register_module_forward_hook,
+    ):
+        handle = register(lambda module, *args: seen.append(module))
+        try:
+            assert not layer._calls_directly(x)
+            layer(x, training=True)
+        finally:
+            handle.remove()
+        assert layer.layer in seen
+        seen.clear()
+    # A compiled module, a trace in progress.
+    compiled = DropConnect(keras.layers.Dense(3), 0.5)
+    compiled.build(x.shape)
+    compiled.layer.compile()
+    assert not compiled._calls_directly(x)
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    assert not layer._calls_directly(x)
+    monkeypatch.undo()
     # A distribution may lay the outputs out (none runs on torch: a stand-in).
     monkeypatch.setattr(keras.distribution, "distribution", lambda: object())
     assert not layer._calls_directly(x)
@@ -307,10 +364,21 @@ def test_inputs_are_checked_against_the_wrapped_layers_input_spec(training):
         layer(np.ones((2, 5), "float32"), training=training)
     with pytest.raises(ValueError) as keras_error:
         dense(np.ones((2, 5), "float32"))
-    # Keras's message, naming the layer whose spec it is.
-    expected = str(keras_error.value).replace(f'layer "{dense.name}"', "")
+    # Keras's message for the wrapped layer's spec (raised by whichever
+    # __call__ checks it first: the wrapper's, or the inner one's).
+    expected = str(keras_error.value)
     assert "is incompatible with the layer" in expected
     assert expected.split("layer:")[-1] in str(wrapper_error.value)
+
+
+def test_quantized_wrapped_layer_is_refused_when_called():
+    dense = keras.layers.Dense(3)
+    dense.build((2, 4))
+    layer = DropConnect(dense, 0.5, seed=1)
+    dense.quantize("int8")
+    with pytest.raises(ValueError) as info:
+        layer(np.ones((2, 4), "float32"), training=True)
+    assert str(info.value) == _message("layer", _LAYER_EXPECTED, dense)
 
 
 def test_direct_call_is_torch_only():
@@ -369,7 +437,10 @@ def _message(name, expected, value):
     )
 
 
-_LAYER_EXPECTED = "a Keras layer with a `kernel` weight, such as Dense or Conv2D"
+_LAYER_EXPECTED = (
+    "a Keras layer with a `kernel` weight, such as Dense or Conv2D, "
+    "not LoRA-enabled or quantized"
+)
 
 
 @pytest.mark.parametrize("layer", ["dense", None, keras.layers.Dense])

@@ -9,7 +9,10 @@ from keras_reg._api import register
 from keras_reg._validation import check_float, check_seed, invalid_argument
 from keras_reg.layers._masks import DropoutFamilyLayer, FirstRoundCache, drop
 
-_LAYER_EXPECTED = "a Keras layer with a `kernel` weight, such as Dense or Conv2D"
+_LAYER_EXPECTED = (
+    "a Keras layer with a `kernel` weight, such as Dense or Conv2D, "
+    "not LoRA-enabled or quantized"
+)
 _DIRECT_CALL_ARGUMENTS = ({"inputs"}, {"inputs", "training"})
 _TORCH_MODULE_HOOKS = (
     "_forward_hooks",
@@ -19,16 +22,45 @@ _TORCH_MODULE_HOOKS = (
 )
 
 
-def _torch_hooks(module):
-    """Whether torch would run hooks around `module`'s forward (or may: unknown)."""
+def _torch_call_does_more(module):
+    """Whether `torch.nn.Module.__call__` would do more than `module.forward`.
+
+    Hooks (the module's or global ones), a `module.compile()`d forward, or a
+    `torch.jit.trace` recording module scopes; True where unknown.
+    """
+    import torch
     from torch.nn.modules import module as torch_module
 
     try:
-        return any(getattr(module, name) for name in _TORCH_MODULE_HOOKS) or any(
+        hooks = any(getattr(module, name) for name in _TORCH_MODULE_HOOKS) or any(
             getattr(torch_module, f"_global{name}") for name in _TORCH_MODULE_HOOKS
         )
     except AttributeError:  # a torch without these registries
         return True
+    compiled = getattr(module, "_compiled_call_impl", None) is not None
+    return hooks or compiled or torch.jit.is_tracing()
+
+
+def _direct_call_parameters(layer):
+    """The parameters of `layer.call` where it may run without `__call__`, else None.
+
+    Its class must leave `Layer.__call__`, torch's `forward` and
+    `compute_mask` as Keras defines them, and `call` take only `inputs` and
+    `training`; the layer must not rematerialize (`keras.RematScope`).
+    """
+    base, kind = keras.layers.Layer, type(layer)
+    parameters = frozenset(inspect.signature(layer.call).parameters)
+    if (
+        keras.backend.backend() == "torch"
+        and parameters in _DIRECT_CALL_ARGUMENTS
+        and kind.__call__ is base.__call__
+        and kind.forward is base.forward
+        and kind.compute_mask is base.compute_mask
+        # Set from the RematScope at construction; unknown counts as set.
+        and getattr(layer, "_remat_mode", "unknown") is None
+    ):
+        return parameters
+    return None
 
 
 @register
@@ -63,7 +95,8 @@ class DropConnect(DropoutFamilyLayer):
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,
-            Conv1D/2D/3D, their transposed versions), not LoRA-enabled.
+            Conv1D/2D/3D, their transposed versions), not LoRA-enabled or
+            quantized.
         rate: float in [0, 1]. Fraction of the kernel connections to drop.
         seed: optional non-negative int, the random seed.
         **kwargs: base layer keyword arguments, such as `name`.
@@ -107,7 +140,8 @@ class DropConnect(DropoutFamilyLayer):
 
     def _check_kernel(self):
         kernel = getattr(self.layer, "kernel", None)
-        if not isinstance(kernel, keras.Variable):
+        quantized = getattr(self.layer, "quantization_mode", None) is not None
+        if not isinstance(kernel, keras.Variable) or quantized:
             raise invalid_argument("layer", _LAYER_EXPECTED, self.layer)
         return kernel
 
@@ -117,24 +151,25 @@ class DropConnect(DropoutFamilyLayer):
         self._check_kernel()
         # Checked by the wrapper's own `__call__`, which the direct call relies on.
         self.input_spec = self.layer.input_spec
-        parameters = set(inspect.signature(self.layer.call).parameters)
-        if keras.backend.backend() == "torch" and parameters in _DIRECT_CALL_ARGUMENTS:
-            self._direct_call_parameters = frozenset(parameters)
+        self._direct_call_parameters = _direct_call_parameters(self.layer)
         self.built = True
 
     def _calls_directly(self, inputs):
         """Whether the masked call may skip the wrapped layer's `Layer.__call__`.
 
         On PyTorch every training step runs in Python, and the wrapped
-        layer's own `__call__` (through `torch.nn.Module.__call__`) costs
-        2-4% of a `Dense(1024)` step. What it does is already done by
+        layer's own `__call__` (through `torch.nn.Module.__call__`) costs a
+        few percent of a `Dense(1024)` step. What it does is already done by
         the wrapper's `__call__` when the two layers share their dtype
         policy (input casting, autocasting, training flag), with the kernel
-        built and the activity penalty added below. It still runs wherever it
-        would do more: another dtype policy, a `call` taking arguments other
-        than `inputs` and `training` (masks), an input carrying a Keras mask,
-        a distribution (which may lay out the outputs), torch module hooks.
-        TensorFlow and JAX trace the step once, so they always take it.
+        built, the input checked against its spec and the activity penalty
+        added below. It still runs wherever it would do more: another dtype
+        policy; a layer class with its own `__call__`, `forward` or
+        `compute_mask`, or a `call` taking arguments other than `inputs` and
+        `training` (masks); rematerialization; an input carrying a Keras
+        mask; a distribution (which may lay out the outputs); torch hooks, a
+        compiled module or a `torch.jit.trace`. TensorFlow and JAX trace the
+        step once, so they always take it.
         """
         return (
             self._direct_call_parameters is not None
@@ -142,7 +177,7 @@ class DropConnect(DropoutFamilyLayer):
             and self.layer.autocast == self.autocast
             and getattr(inputs, "_keras_mask", None) is None
             and keras.distribution.distribution() is None
-            and not _torch_hooks(self.layer)
+            and not _torch_call_does_more(self.layer)
         )
 
     def call(self, inputs, training=False):
@@ -157,10 +192,11 @@ class DropConnect(DropoutFamilyLayer):
             keys = self._next_keys()
             masked = drop(value, shape, self.rate, keys, cache=self._first_round)
 
-        # The wrapped layer runs through its own __call__ (autocasting,
-        # masking) with its kernel read as `masked`. Its other variables are
-        # mapped to their current values so that, inside an outer stateless
-        # scope (JAX training), they still resolve to the traced values.
+        # The wrapped layer runs (through its own __call__ unless
+        # `_calls_directly`) with its kernel read as `masked`. Its other
+        # variables are mapped to their current values so that, inside an
+        # outer stateless scope (JAX training), they still resolve to the
+        # traced values.
         variables = self.layer.variables
         mapping = [(v, masked if v is kernel else v.value) for v in variables]
         direct = self._calls_directly(inputs)
