@@ -28,9 +28,9 @@ NumPy for small PyTorch CPU masks. Where the optional C extension
 (Dropout without a noise shape, DropConnect) use it instead: one native pass
 draws the mask as packed bits, one multiplies (`_native_drop`), each on
 torch's intra-op threads where the extension was built with OpenMP and shares
-torch's OpenMP runtime. PyTorch float
-tensors on a GPU use one Triton kernel, where Triton is installed, which reads
-the seed state on the device (`_triton_drop`, `_mask_triton`).
+torch's OpenMP runtime. PyTorch float tensors on a GPU use one Triton kernel,
+where Triton is installed, which reads the seed state on the device
+(`_triton_drop`, `_mask_triton`).
 `tests/test_dropout.py` checks that both paths agree with an independent NumPy
 implementation.
 """
