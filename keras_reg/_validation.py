@@ -56,9 +56,16 @@ def check_float(
     high=None,
     low_open=False,
     high_open=False,
+    expected=None,
 ):
-    """Returns `value` as a finite Python float inside the given bounds."""
-    if low is None and high is None:
+    """Returns `value` as a finite Python float inside the given bounds.
+
+    `expected` replaces the message's "Expected ..." phrase, so that where
+    Keras validates the same argument the message carries Keras's words.
+    """
+    if expected is not None:
+        pass
+    elif low is None and high is None:
         expected = "a finite float"
     else:
         expected = "a float " + _interval(low, high, low_open, high_open)
@@ -74,9 +81,11 @@ def check_float(
     return result
 
 
-def check_int(name, value, *, low=None, high=None):
+def check_int(name, value, *, low=None, high=None, expected=None):
     """Returns `value` as a Python int inside the given bounds."""
-    if low is None and high is None:
+    if expected is not None:
+        pass
+    elif low is None and high is None:
         expected = "an int"
     else:
         expected = "an int " + _interval(low, high, False, False)
