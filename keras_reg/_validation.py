@@ -22,7 +22,7 @@ def invalid_argument(name, expected, value):
     )
 
 
-def _is_real(value):
+def is_real(value):
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -30,7 +30,7 @@ def _is_real(value):
     )
 
 
-def _is_integral(value):
+def is_integral(value):
     return (
         isinstance(value, numbers.Integral)
         and not isinstance(value, bool)
@@ -69,7 +69,7 @@ def check_float(
         expected = "a finite float"
     else:
         expected = "a float " + _interval(low, high, low_open, high_open)
-    if not _is_real(value):
+    if not is_real(value):
         raise invalid_argument(name, expected, value)
     result = float(value)
     if not math.isfinite(result):
@@ -89,7 +89,7 @@ def check_int(name, value, *, low=None, high=None, expected=None):
         expected = "an int"
     else:
         expected = "an int " + _interval(low, high, False, False)
-    if not _is_integral(value):
+    if not is_integral(value):
         raise invalid_argument(name, expected, value)
     result = int(value)
     if (low is not None and result < low) or (high is not None and result > high):
@@ -114,6 +114,13 @@ def check_str(name, value, *, choices=None):
         listed = ", ".join(f'"{choice}"' for choice in choices)
         raise invalid_argument(name, f"one of {listed}", value)
     return value
+
+
+def check_rate(name, value):
+    """Returns a drop rate in [0, 1], with Keras's Dropout wording."""
+    return check_float(
+        name, value, low=0, high=1, expected="a float value between 0 and 1"
+    )
 
 
 def check_seed(name, value):

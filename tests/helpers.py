@@ -135,3 +135,87 @@ def run_python(code, *, env=None, timeout=300):
         text=True,
         timeout=timeout,
     )
+
+
+def invalid_message(name, expected, value):
+    """The package's one error template, as `_validation.invalid_argument` writes it."""
+    return (
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def raised_message(factory):
+    """Calls `factory()` and returns the message of the ValueError it raises."""
+    try:
+        factory()
+    except ValueError as error:
+        return str(error)
+    raise AssertionError(f"{factory} did not raise ValueError")
+
+
+def assert_same_public_state(ours, theirs, attributes):
+    """Both layers have the same config (but the name) and the same attributes."""
+    our_config, their_config = ours.get_config(), theirs.get_config()
+    our_config.pop("name")
+    their_config.pop("name")
+    assert our_config == their_config
+    for attribute in attributes:
+        assert hasattr(ours, attribute) == hasattr(theirs, attribute), attribute
+        if hasattr(theirs, attribute):
+            mine, keras_value = getattr(ours, attribute), getattr(theirs, attribute)
+            # InputSpec has no __eq__; its repr lists every field.
+            assert mine == keras_value or repr(mine) == repr(keras_value), attribute
+    assert len(ours.variables) == len(theirs.variables)
+    assert len(ours.weights) == len(theirs.weights)
+    assert hasattr(ours, "seed_generator") == hasattr(theirs, "seed_generator")
+
+
+def assert_build_rule_like_keras(ours_cls, theirs_cls, args, x):
+    """Keras's rule: built at construction unless a subclass overrides `build`."""
+    for base in (ours_cls, theirs_cls):
+        assert base(*args).built
+
+        class WithBuild(base):
+            def build(self, input_shape):
+                self.scale = self.add_weight(
+                    shape=(input_shape[-1],), initializer="ones", name="scale"
+                )
+
+            def call(self, inputs, training=False):
+                return super().call(inputs, training=training) * self.scale
+
+        layer = WithBuild(*args)
+        assert not layer.built, base
+        layer(x)
+        assert layer.built
+        assert [tuple(w.shape) for w in layer.weights] == [(x.shape[-1],)]
+
+
+def assert_weights_files_interchangeable(ours, theirs, x, tmp_path):
+    """`.weights.h5` files move between two models in both directions.
+
+    `ours` and `theirs` build layers (called with no argument) placed between
+    the same Dense layers; predictions after loading equal the source's.
+    """
+
+    def model(make_layer, seed):
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential(
+            [
+                keras.Input(x.shape[1:]),
+                keras.layers.Dense(6),
+                make_layer(),
+                keras.layers.Dense(3),
+            ]
+        )
+
+    for index, (source, target) in enumerate(
+        [(model(ours, 1), model(theirs, 2)), (model(theirs, 3), model(ours, 4))]
+    ):
+        path = os.path.join(str(tmp_path), f"direction{index}.weights.h5")
+        source.save_weights(path)
+        target.load_weights(path)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(source(x)), keras.ops.convert_to_numpy(target(x))
+        )

@@ -469,7 +469,7 @@ def test_built_layer_without_kernel_raises_at_construction():
 def test_bad_rate_raises(rate):
     with pytest.raises(ValueError) as info:
         DropConnect(keras.layers.Dense(2), rate)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", rate)
 
 
 @pytest.mark.parametrize("seed", [-2, 3.0, "3"])
@@ -484,4 +484,4 @@ def test_from_config_validates_too():
     config["rate"] = -0.5
     with pytest.raises(ValueError) as info:
         DropConnect.from_config(config)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", -0.5)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", -0.5)

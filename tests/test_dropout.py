@@ -16,8 +16,12 @@ from hypothesis import strategies as st
 
 from keras_reg.layers import Dropout, _masks
 from tests.helpers import (
+    assert_build_rule_like_keras,
     assert_config_round_trip,
     assert_model_save_round_trip,
+    assert_same_public_state,
+    assert_weights_files_interchangeable,
+    raised_message,
     run_layer_test,
 )
 
@@ -1036,16 +1040,25 @@ def _message(name, expected, value):
 def test_bad_rate_raises(rate):
     with pytest.raises(ValueError) as info:
         Dropout(rate)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", rate)
 
 
 @pytest.mark.parametrize(
-    "noise_shape", ["abc", 5, (2, 0), (2, -1), (2.0, 3), (True, 3), ("2",)]
+    "noise_shape, expected",
+    [
+        ("abc", "a tuple or list of integers"),
+        (5, "an iterable of integers (e.g., a tuple or list)"),
+        ((2, 0), "all dimensions to be positive integers or None"),
+        ((2, -1), "all dimensions to be positive integers or None"),
+        ((2.0, 3), "all elements to be integers or None"),
+        ((True, 3), "all elements to be integers or None"),
+        (("2",), "all elements to be integers or None"),
+        (("2", -1), "all elements to be integers or None"),
+    ],
 )
-def test_bad_noise_shape_raises(noise_shape):
+def test_bad_noise_shape_raises(noise_shape, expected):
     with pytest.raises(ValueError) as info:
         Dropout(0.5, noise_shape=noise_shape)
-    expected = "a tuple whose entries are positive ints or None"
     assert str(info.value) == _message("noise_shape", expected, noise_shape)
 
 
@@ -1061,9 +1074,121 @@ def test_from_config_validates_too():
     config["rate"] = 2.0
     with pytest.raises(ValueError) as info:
         Dropout.from_config(config)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", 2.0)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", 2.0)
 
 
 def test_config_round_trip_turns_lists_into_tuples():
     clone = assert_config_round_trip(Dropout(0.5, noise_shape=[None, 1]))
     assert clone.noise_shape == (None, 1)
+
+
+# Drop-in fidelity: Keras's own Dropout is the oracle.
+
+# Each phrase is the one Keras 3.15's checks print for that kind of mistake.
+_KERAS_PHRASES = [
+    (
+        dict(rate=1.5),
+        r"Invalid value received for argument `rate`\. Expected a "
+        r"float value between 0 and 1\.",
+    ),
+    (dict(rate=-0.1), r"Expected a float value between 0 and 1\."),
+    (dict(rate=0.5, noise_shape="abc"), r"Expected a tuple or list of integers\."),
+    (dict(rate=0.5, noise_shape=5), r"Expected an iterable of integers"),
+    (
+        dict(rate=0.5, noise_shape=(2, "x")),
+        r"Invalid value received for argument "
+        r"`noise_shape`\. Expected all elements to be integers or None\.",
+    ),
+    (
+        dict(rate=0.5, noise_shape=(2, 0)),
+        r"Expected all dimensions to be positive "
+        r"integers or None\.",
+    ),
+    (
+        dict(rate=0.5, noise_shape=(-1,)),
+        r"Expected all dimensions to be positive "
+        r"integers or None\.",
+    ),
+]
+
+
+@pytest.mark.parametrize("kwargs, phrase", _KERAS_PHRASES)
+def test_error_matches_the_regex_that_matches_keras_message(kwargs, phrase):
+    theirs = raised_message(lambda: keras.layers.Dropout(**kwargs))
+    ours = raised_message(lambda: Dropout(**kwargs))
+    assert re.search(phrase, theirs)
+    assert re.search(phrase, ours)
+    name = "rate" if "noise_shape" not in kwargs else "noise_shape"
+    assert ours.endswith(f"Received: {name}={kwargs[name]!r}")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(rate=0.3),
+        dict(rate=0.0),
+        dict(rate=1),
+        dict(rate=0.5, noise_shape=[None, 1, 4], seed=7),
+        dict(rate=0.25, seed=0, dtype="mixed_float16", name="d"),
+    ],
+)
+def test_config_attributes_and_state_are_keras(kwargs):
+    attributes = ("rate", "seed", "noise_shape", "supports_masking", "built")
+    assert_same_public_state(
+        Dropout(**kwargs), keras.layers.Dropout(**kwargs), attributes
+    )
+
+
+def test_output_shape_and_spec_are_keras():
+    ours, theirs = Dropout(0.5), keras.layers.Dropout(0.5)
+    assert ours.compute_output_shape((None, 3, 4)) == theirs.compute_output_shape(
+        (None, 3, 4)
+    )
+    symbolic = keras.KerasTensor((None, 3), dtype="float16")
+    mine, keras_spec = (layer.compute_output_spec(symbolic) for layer in (ours, theirs))
+    assert (mine.shape, mine.dtype) == (keras_spec.shape, keras_spec.dtype)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_subclass_overriding_build_is_built_only_when_called(rate):
+    assert_build_rule_like_keras(Dropout, keras.layers.Dropout, (rate,), _ones((2, 5)))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_weights_files_load_into_keras_dropout_and_back(rate, tmp_path):
+    assert_weights_files_interchangeable(
+        lambda: Dropout(rate, seed=3),
+        lambda: keras.layers.Dropout(rate, seed=3),
+        _ones((4, 5)),
+        tmp_path,
+    )
+
+
+def test_weights_file_of_keras_reg_0_1_still_loads_with_its_seed_state(tmp_path):
+    # keras_reg 0.1 wrote the seed state as a variable named after
+    # `DropoutFamilyLayer._SEED_STATE_KEY` next to the layer's (absent) weights.
+    import h5py
+
+    model = keras.Sequential([keras.Input((4,)), Dropout(0.5, seed=8, name="dropout")])
+    path = os.path.join(str(tmp_path), "old.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "a") as archive:
+        archive["layers/dropout/vars"].create_dataset(
+            "seed_generator_state", data=np.array([8, 5], "int32")
+        )
+    model.load_weights(path)
+    assert _numpy(model.layers[0].seed_generator.state).tolist() == [8, 5]
+
+
+def test_seed_state_lives_in_the_archive_assets(tmp_path):
+    import zipfile
+
+    model = keras.Sequential([keras.Input((4,)), Dropout(0.5, seed=8)])
+    model(_ones((2, 4)), training=True)
+    path = os.path.join(str(tmp_path), "model.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    assert any(name.endswith("seed_generator_state.npy") for name in names)
+    restored = keras.saving.load_model(path)
+    assert _numpy(restored.layers[0].seed_generator.state).tolist() == [8, 1]

@@ -1,11 +1,19 @@
 import math
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from keras_reg.layers import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
-from tests.helpers import assert_model_save_round_trip, run_layer_test
+from tests.helpers import (
+    assert_build_rule_like_keras,
+    assert_model_save_round_trip,
+    assert_same_public_state,
+    assert_weights_files_interchangeable,
+    raised_message,
+    run_layer_test,
+)
 from tests.test_dropout import reference_keep
 
 CASES = [
@@ -123,7 +131,7 @@ def _message(name, expected, value):
 def test_bad_rate_raises(cls, rate):
     with pytest.raises(ValueError) as info:
         cls(rate)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", rate)
 
 
 @pytest.mark.parametrize("cls", [SpatialDropout2D, SpatialDropout3D])
@@ -131,7 +139,7 @@ def test_bad_rate_raises(cls, rate):
 def test_bad_data_format_raises(cls, data_format):
     with pytest.raises(ValueError) as info:
         cls(0.5, data_format=data_format)
-    expected = 'one of "channels_first", "channels_last"'
+    expected = "one of {'channels_first', 'channels_last'}"
     assert str(info.value) == _message("data_format", expected, data_format)
 
 
@@ -140,3 +148,64 @@ def test_bad_seed_raises(seed):
     with pytest.raises(ValueError) as info:
         SpatialDropout1D(0.5, seed=seed)
     assert str(info.value) == _message("seed", "an int >= 0", seed)
+
+
+# Drop-in fidelity: Keras's own spatial dropout layers are the oracle.
+
+_ATTRIBUTES = ("rate", "seed", "noise_shape", "data_format", "supports_masking")
+_ATTRIBUTES += ("built", "input_spec")
+
+
+@pytest.mark.parametrize("ours, theirs, input_shape", CASES, ids=IDS)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(rate=0.0),
+        dict(rate=0.3, seed=4),
+        dict(rate=1, name="s"),
+        dict(rate=0.5, data_format="channels_first"),
+        dict(rate=0.5, data_format="Channels_Last"),
+    ],
+)
+def test_config_attributes_and_state_are_keras(ours, theirs, input_shape, kwargs):
+    if ours is SpatialDropout1D:
+        kwargs = {k: v for k, v in kwargs.items() if k != "data_format"}
+    assert_same_public_state(ours(**kwargs), theirs(**kwargs), _ATTRIBUTES)
+    assert ours(**kwargs).compute_output_shape(input_shape) == theirs(
+        **kwargs
+    ).compute_output_shape(input_shape)
+
+
+@pytest.mark.parametrize("ours, theirs, input_shape", CASES, ids=IDS)
+def test_bad_rate_matches_the_regex_that_matches_keras_message(
+    ours, theirs, input_shape
+):
+    phrase = r"Invalid value received for argument `rate`\. Expected a float value "
+    phrase += r"between 0 and 1\."
+    assert re.search(phrase, raised_message(lambda: theirs(1.5)))
+    assert re.search(phrase, raised_message(lambda: ours(1.5)))
+
+
+@pytest.mark.parametrize("ours, theirs", [c[:2] for c in CASES[1:]], ids=IDS[1:])
+def test_bad_data_format_carries_keras_choices(ours, theirs):
+    phrase = re.escape("{'channels_first', 'channels_last'}")
+    mine = raised_message(lambda: ours(0.5, data_format="NHWC"))
+    assert re.search(phrase, raised_message(lambda: theirs(0.5, data_format="NHWC")))
+    assert re.search(phrase, mine)
+    assert mine.endswith("Received: data_format='NHWC'")
+
+
+@pytest.mark.parametrize("ours, theirs, input_shape", CASES, ids=IDS)
+def test_subclass_overriding_build_is_built_only_when_called(ours, theirs, input_shape):
+    x = np.ones(input_shape, "float32")
+    assert_build_rule_like_keras(ours, theirs, (0.5,), x)
+
+
+@pytest.mark.parametrize("ours, theirs, input_shape", CASES, ids=IDS)
+def test_weights_files_load_into_keras_layers_and_back(
+    ours, theirs, input_shape, tmp_path
+):
+    x = np.ones(input_shape, "float32")
+    assert_weights_files_interchangeable(
+        lambda: ours(0.5, seed=1), lambda: theirs(0.5, seed=1), x, tmp_path
+    )

@@ -140,7 +140,7 @@ def _message(name, expected, value):
 def test_bad_rate_raises(rate):
     with pytest.raises(ValueError) as info:
         StochasticDepth(rate)
-    assert str(info.value) == _message("rate", "a float in [0, 1]", rate)
+    assert str(info.value) == _message("rate", "a float value between 0 and 1", rate)
 
 
 @pytest.mark.parametrize("seed", [-1, 0.5, False])

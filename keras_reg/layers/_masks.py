@@ -36,6 +36,7 @@ implementation.
 """
 
 import functools
+import os
 import sys
 import threading
 
@@ -1020,15 +1021,29 @@ def advance_seed(generator):
 class DropoutFamilyLayer(keras.layers.Layer):
     """Base of keras_reg's random layers: seed state, saving, Monte Carlo mode.
 
-    The seed generator's state is saved in `.keras` files next to the layer's
-    weights (Keras's own layers drop it), so a reloaded layer continues with
-    the masks the original would have drawn next.
+    The weights layout is Keras's: a dropout layer owns no weights, so
+    `.weights.h5` files move between keras_reg's layers and Keras's in both
+    directions. The seed generator's state (which Keras's own layers do not
+    save) goes to the `.keras` archive's assets instead, so a model reloaded
+    from a `.keras` file continues with the masks the original would have
+    drawn next.
     """
 
     _SEED_STATE_KEY = "seed_generator_state"
+    _SEED_STATE_FILE = "seed_generator_state.npy"
 
     def _init_seed(self, seed):
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _mark_built(self):
+        """Marks the layer built unless a subclass defines its own `build`.
+
+        Keras's rule for layers without state to create: built at
+        construction, except in subclasses whose `build` would then never
+        run.
+        """
+        if type(self).build is keras.layers.Layer.build:
+            self.built = True
 
     def _is_active(self, training):
         context = mc_context()
@@ -1047,12 +1062,25 @@ class DropoutFamilyLayer(keras.layers.Layer):
     def from_config(cls, config):
         return cls(**_validation.layer_constructor_kwargs(config))
 
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store[self._SEED_STATE_KEY] = self.seed_generator.state
+    def save_assets(self, dir_path):
+        generator = getattr(self, "seed_generator", None)
+        if generator is not None:
+            state = ops.convert_to_numpy(generator.state)
+            np.save(os.path.join(dir_path, self._SEED_STATE_FILE), state)
+
+    def load_assets(self, dir_path):
+        generator = getattr(self, "seed_generator", None)
+        if dir_path is None or generator is None:
+            return
+        path = os.path.join(dir_path, self._SEED_STATE_FILE)
+        if os.path.exists(path):
+            generator.state.assign(np.load(path, allow_pickle=False))
 
     def load_own_variables(self, store):
+        # keras_reg 0.1 saved the seed state among the weights; such files
+        # still load, with their state.
         own = {key: store[key] for key in store.keys() if key != self._SEED_STATE_KEY}
         super().load_own_variables(own)
-        if self._SEED_STATE_KEY in store.keys():
-            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
+        generator = getattr(self, "seed_generator", None)
+        if generator is not None and self._SEED_STATE_KEY in store.keys():
+            generator.state.assign(store[self._SEED_STATE_KEY])

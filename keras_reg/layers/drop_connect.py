@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_float, check_seed, invalid_argument
+from keras_reg._validation import check_rate, check_seed, invalid_argument
 from keras_reg.layers._masks import DropoutFamilyLayer, FirstRoundCache, drop
 
 _LAYER_EXPECTED = (
@@ -128,7 +128,7 @@ class DropConnect(DropoutFamilyLayer):
         if not isinstance(layer, keras.layers.Layer):
             raise invalid_argument("layer", _LAYER_EXPECTED, layer)
         self.layer = layer
-        self.rate = check_float("rate", rate, low=0, high=1)
+        self.rate = check_rate("rate", rate)
         self.seed = check_seed("seed", seed)
         self._init_seed(self.seed)
         self._first_round = FirstRoundCache()

@@ -1,42 +1,44 @@
 """Dropout: a drop-in replacement for `keras.layers.Dropout`."""
 
-import numbers
-
 from keras import ops
 
+from keras_reg import _validation
 from keras_reg._api import register
-from keras_reg._validation import check_float, check_seed, invalid_argument
+from keras_reg._validation import check_rate, check_seed, invalid_argument
 from keras_reg.layers._masks import DropoutFamilyLayer, drop
-
-_NOISE_SHAPE_EXPECTED = "a tuple whose entries are positive ints or None"
 
 
 def check_noise_shape(noise_shape):
-    """Returns `noise_shape` as a tuple of positive ints and Nones, or None."""
+    """Returns `noise_shape` as a tuple of positive ints and Nones, or None.
+
+    Each rejection carries the "Expected ..." phrase of Keras's own check.
+    """
     if noise_shape is None:
         return None
     if isinstance(noise_shape, (str, bytes)):
-        raise invalid_argument("noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape)
+        raise invalid_argument(
+            "noise_shape", "a tuple or list of integers", noise_shape
+        )
     try:
         entries = tuple(noise_shape)
     except TypeError:
         raise invalid_argument(
-            "noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape
+            "noise_shape",
+            "an iterable of integers (e.g., a tuple or list)",
+            noise_shape,
         ) from None
-    result = []
     for entry in entries:
-        if entry is None:
-            result.append(None)
-            continue
-        if (
-            not isinstance(entry, numbers.Integral)
-            or isinstance(entry, bool)
-            or type(entry).__name__ == "bool_"
-            or entry <= 0
-        ):
-            raise invalid_argument("noise_shape", _NOISE_SHAPE_EXPECTED, noise_shape)
-        result.append(int(entry))
-    return tuple(result)
+        if entry is not None and not _validation.is_integral(entry):
+            raise invalid_argument(
+                "noise_shape", "all elements to be integers or None", noise_shape
+            )
+    if any(entry is not None and entry <= 0 for entry in entries):
+        raise invalid_argument(
+            "noise_shape",
+            "all dimensions to be positive integers or None",
+            noise_shape,
+        )
+    return tuple(None if entry is None else int(entry) for entry in entries)
 
 
 def resolve_noise_shape(noise_shape, inputs):
@@ -118,12 +120,14 @@ class Dropout(DropoutFamilyLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rate = check_float("rate", rate, low=0, high=1)
+        self.rate = check_rate("rate", rate)
         self.noise_shape = check_noise_shape(noise_shape)
         self.seed = check_seed("seed", seed)
-        self._init_seed(self.seed)
+        if self.rate > 0:
+            # As in Keras, a layer that never drops draws nothing.
+            self._init_seed(self.seed)
         self.supports_masking = True
-        self.built = True
+        self._mark_built()
 
     def call(self, inputs, training=False):
         if not self._is_active(training) or self.rate == 0:

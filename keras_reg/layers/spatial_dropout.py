@@ -4,10 +4,21 @@ import keras
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_float, check_seed, check_str
+from keras_reg._validation import check_rate, check_seed, invalid_argument
 from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 _DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def _check_data_format(data_format):
+    """Keras's rule: None means the global default, and case is ignored."""
+    if data_format is None:
+        return keras.config.image_data_format()
+    if isinstance(data_format, str) and data_format.lower() in _DATA_FORMATS:
+        return data_format.lower()
+    raise invalid_argument(
+        "data_format", "one of {'channels_first', 'channels_last'}", data_format
+    )
 
 
 class _SpatialDropout(DropoutFamilyLayer):
@@ -24,20 +35,23 @@ class _SpatialDropout(DropoutFamilyLayer):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
-        self.rate = check_float("rate", rate, low=0, high=1)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        self.data_format = check_str("data_format", data_format, choices=_DATA_FORMATS)
+        self.rate = check_rate("rate", rate)
+        if self._rank != 3:
+            # Keras's SpatialDropout1D has no `data_format`: always channels last.
+            self.data_format = _check_data_format(data_format)
         self.seed = check_seed("seed", seed)
-        self._init_seed(self.seed)
+        self.noise_shape = None
+        if self.rate > 0:
+            # As in Keras, a layer that never drops draws nothing.
+            self._init_seed(self.seed)
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=self._rank)
-        self.built = True
+        self._mark_built()
 
     def _noise_shape(self, inputs):
         shape = ops.shape(inputs)
         spatial = (1,) * (self._rank - 2)
-        if self.data_format == "channels_first":
+        if getattr(self, "data_format", None) == "channels_first":
             return (shape[0], shape[1]) + spatial
         return (shape[0],) + spatial + (shape[-1],)
 
@@ -107,7 +121,7 @@ class SpatialDropout1D(_SpatialDropout):
         name: str | None = None,
         dtype=None,
     ):
-        super().__init__(rate, "channels_last", seed=seed, name=name, dtype=dtype)
+        super().__init__(rate, seed=seed, name=name, dtype=dtype)
 
 
 @register

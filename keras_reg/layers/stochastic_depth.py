@@ -3,7 +3,7 @@
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_float, check_seed
+from keras_reg._validation import check_rate, check_seed
 from keras_reg.layers._masks import DropoutFamilyLayer, drop
 
 
@@ -49,10 +49,10 @@ class StochasticDepth(DropoutFamilyLayer):
 
     def __init__(self, rate: float = 0.1, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = check_float("rate", rate, low=0, high=1)
+        self.rate = check_rate("rate", rate)
         self.seed = check_seed("seed", seed)
         self._init_seed(self.seed)
-        self.built = True
+        self._mark_built()
 
     def _check_inputs(self, shapes):
         pair = (
