@@ -27,7 +27,24 @@ __all__ = [
     "L1",
     "L1L2",
     "L2",
+    "OrthogonalRegularizer",
+    "Regularizer",
+    "deserialize",
+    "elastic_net",
+    "get",
+    "group_lasso",
+    "l1",
+    "l1_l2",
+    "l2",
+    "orthogonal_regularizer",
+    "serialize",
 ]
+
+# The base class and the one regularizer keras_reg does not replace, so that
+# `from keras_reg import regularizers` serves code written for
+# `from keras import regularizers`.
+Regularizer = keras.regularizers.Regularizer
+OrthogonalRegularizer = keras.regularizers.OrthogonalRegularizer
 
 _HALF_DTYPES = ("float16", "bfloat16")
 
@@ -54,7 +71,9 @@ def _use_torch_fast_path():
 def _check_factor(name, value, default):
     if value is None:
         value = default
-    return _validation.check_float(name, value, low=0.0)
+    return _validation.check_float(
+        name, value, low=0.0, expected="a non-negative float"
+    )
 
 
 def _training_model_has_proximal_optimizer():
@@ -376,13 +395,13 @@ def _check_axis(axis):
         if not axis:
             raise _validation.invalid_argument("axis", expected, axis)
         for item in axis:
-            if not _validation._is_integral(item):
+            if not _validation.is_integral(item):
                 raise _validation.invalid_argument("axis", expected, axis)
         axis = tuple(int(item) for item in axis)
         if len(set(axis)) != len(axis):
             raise _validation.invalid_argument("axis", expected, axis)
         return axis
-    if not _validation._is_integral(axis):
+    if not _validation.is_integral(axis):
         raise _validation.invalid_argument("axis", expected, axis)
     return int(axis)
 
@@ -445,7 +464,7 @@ class GroupLasso(_ProximalMixin, keras.regularizers.Regularizer):
         axis: int | tuple[int, ...] = 0,
         proximal: bool = False,
     ):
-        self.factor = _validation.check_float("factor", factor, low=0.0)
+        self.factor = _check_factor("factor", factor, 0.01)
         self.axis = _check_axis(axis)
         self.proximal = _validation.check_bool("proximal", proximal)
 
@@ -509,3 +528,91 @@ class GroupLasso(_ProximalMixin, keras.regularizers.Regularizer):
             f"GroupLasso(factor={self.factor!r}, axis={self.axis!r}, "
             f"proximal={self.proximal!r})"
         )
+
+
+# Keras's lower-case aliases, and ours.
+l1 = L1
+l2 = L2
+l1_l2 = ElasticNet
+elastic_net = ElasticNet
+group_lasso = GroupLasso
+orthogonal_regularizer = OrthogonalRegularizer
+
+# The names `get` and `deserialize` resolve: Keras's (class names and their
+# snake case, "l1l2" included), Keras's documented "l1_l2", and ours.
+_OBJECTS = {
+    "Regularizer": Regularizer,
+    "regularizer": Regularizer,
+    "L1": L1,
+    "l1": L1,
+    "L2": L2,
+    "l2": L2,
+    "L1L2": ElasticNet,
+    "l1l2": ElasticNet,
+    "l1_l2": ElasticNet,
+    "ElasticNet": ElasticNet,
+    "elastic_net": ElasticNet,
+    "GroupLasso": GroupLasso,
+    "group_lasso": GroupLasso,
+    "OrthogonalRegularizer": OrthogonalRegularizer,
+    "orthogonal_regularizer": OrthogonalRegularizer,
+}
+
+
+def serialize(regularizer) -> dict:
+    """Returns the config dict of `regularizer`, as `keras.regularizers.serialize`.
+
+    Example:
+
+    >>> serialize(L2(0.1))["registered_name"]
+    'keras_reg>L2'
+    """
+    return keras.saving.serialize_keras_object(regularizer)
+
+
+def deserialize(config, custom_objects=None):
+    """Rebuilds a regularizer from `serialize`'s output or a name.
+
+    As `keras.regularizers.deserialize`, with keras_reg's classes behind the
+    names: `"l2"`, `{"class_name": "L2", "config": {...}}` and the config
+    `keras.regularizers.serialize` writes for Keras's `L2` all give
+    `keras_reg.regularizers.L2`. A registered name (`"keras_reg>L2"`, or a
+    user's `register_keras_serializable` class) gives that class.
+
+    Example:
+
+    >>> deserialize({"class_name": "L1", "config": {"l1": 0.5}}).l1
+    0.5
+    """
+    return keras.saving.deserialize_keras_object(
+        config, module_objects=_OBJECTS, custom_objects=custom_objects
+    )
+
+
+def get(identifier):
+    """Returns a regularizer for `identifier`, as `keras.regularizers.get`.
+
+    None gives None; a dict is deserialized; a name gives that class built
+    with its defaults (`"l1"` is `L1(0.01)`); a class is instantiated; any
+    other callable is returned unchanged.
+
+    Example:
+
+    >>> get("l2").l2
+    0.01
+    >>> get(None) is None
+    True
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, dict):
+        regularizer = deserialize(identifier)
+    elif isinstance(identifier, str):
+        regularizer = _OBJECTS.get(identifier)
+    else:
+        regularizer = identifier
+    if not callable(regularizer):
+        raise ValueError(f"Could not interpret regularizer identifier: {identifier}")
+    if isinstance(regularizer, type):
+        return regularizer()
+    return regularizer

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import zipfile
 
 import keras
@@ -400,7 +401,7 @@ def test_invalid_factor_raises_with_the_package_message():
         for value in [-0.1, -1, math.nan, math.inf, -math.inf, True, False, "0.1"]:
             with pytest.raises(ValueError) as info:
                 factory(value)
-            assert str(info.value) == _message(name, "a float >= 0", value)
+            assert str(info.value) == _message(name, "a non-negative float", value)
 
 
 def test_invalid_proximal_raises():
@@ -430,7 +431,7 @@ def test_from_config_validates():
     for cls, config, name, value in cases:
         with pytest.raises(ValueError) as info:
             cls.from_config(config)
-        expected = {"proximal": "a bool"}.get(name, "a float >= 0")
+        expected = {"proximal": "a bool"}.get(name, "a non-negative float")
         assert str(info.value) == _message(name, expected, value)
 
 
@@ -496,7 +497,7 @@ def test_edited_keras_file_with_invalid_factor_fails_to_load(tmp_path):
     while error is not None:
         messages.append((type(error), str(error)))
         error = error.__cause__ or error.__context__
-    assert (ValueError, _message("l1", "a float >= 0", -0.5)) in messages
+    assert (ValueError, _message("l1", "a non-negative float", -0.5)) in messages
 
 
 def test_module_docstring_examples_run():
@@ -504,3 +505,100 @@ def test_module_docstring_examples_run():
 
     failures, _ = doctest.testmod(regularizers, verbose=False)
     assert failures == 0
+
+
+# `from keras import regularizers` -> `from keras_reg import regularizers`.
+
+
+def test_module_offers_every_public_name_of_keras_regularizers():
+    keras_names = {name for name in dir(keras.regularizers) if not name.startswith("_")}
+    missing = keras_names - set(regularizers.__all__)
+    assert not missing
+    for name in keras_names:
+        assert hasattr(regularizers, name), name
+
+
+def test_lower_case_aliases_are_the_classes_as_in_keras():
+    assert regularizers.l1 is L1
+    assert regularizers.l2 is L2
+    assert regularizers.l1_l2 is ElasticNet
+    assert keras.regularizers.l1 is keras.regularizers.L1
+    assert keras.regularizers.l1_l2 is keras.regularizers.L1L2
+    assert regularizers.Regularizer is keras.regularizers.Regularizer
+    assert issubclass(L1, regularizers.Regularizer)
+
+
+# Names `keras.regularizers.get` resolves, and the Keras class each gives.
+_KERAS_NAMES = ["l1", "L1", "l2", "L2", "L1L2", "l1l2"]
+
+
+@pytest.mark.parametrize("name", _KERAS_NAMES)
+def test_get_by_name_gives_our_class_with_keras_defaults(name):
+    ours, theirs = regularizers.get(name), keras.regularizers.get(name)
+    assert type(ours).__module__ == "keras_reg.regularizers"
+    assert {k: float(v) for k, v in ours.get_config().items()} == pytest.approx(
+        {k: float(v) for k, v in theirs.get_config().items()}
+    )
+
+
+def test_get_passes_through_what_keras_passes_through():
+    def penalty(x):
+        return keras.ops.sum(x)
+
+    instance = L2(0.3)
+    assert regularizers.get(None) is None is keras.regularizers.get(None)
+    assert regularizers.get(instance) is instance
+    assert regularizers.get(penalty) is penalty is keras.regularizers.get(penalty)
+    assert isinstance(regularizers.get(L1), L1)
+    assert isinstance(
+        regularizers.get("orthogonal_regularizer"),
+        type(keras.regularizers.get("orthogonal_regularizer")),
+    )
+
+
+@pytest.mark.parametrize("identifier", [5, "no_such_regularizer"])
+def test_get_refuses_what_keras_refuses_with_keras_message(identifier):
+    for get in (regularizers.get, keras.regularizers.get):
+        with pytest.raises(ValueError) as info:
+            get(identifier)
+        assert str(info.value) == (
+            f"Could not interpret regularizer identifier: {identifier}"
+        )
+
+
+def test_get_also_takes_the_l1_l2_name_keras_documents():
+    # Keras's docstring offers Dense(kernel_regularizer="l1_l2"), which its
+    # `get` refuses; ours takes it.
+    assert isinstance(regularizers.get("l1_l2"), ElasticNet)
+
+
+def test_serialize_deserialize_round_trip_through_json():
+    original = ElasticNet(l1=0.25, l2=0.5)
+    config = json.loads(json.dumps(regularizers.serialize(original)))
+    assert config["registered_name"] == "keras_reg>ElasticNet"
+    restored = regularizers.deserialize(config)
+    assert type(restored) is ElasticNet
+    assert restored.get_config() == original.get_config()
+    assert isinstance(regularizers.get(config), ElasticNet)
+
+
+def test_deserialize_turns_keras_configs_into_ours():
+    config = keras.regularizers.serialize(keras.regularizers.L2(0.5))
+    restored = regularizers.deserialize(config)
+    assert type(restored) is L2
+    assert restored.l2 == 0.5
+
+
+@pytest.mark.parametrize("cls", [L1, L2, ElasticNet])
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "0.1", [0.1]])
+def test_bad_factor_carries_keras_phrase_in_our_template(cls, value):
+    name = "l2" if cls is L2 else "l1"
+    theirs_cls = {L1: keras.regularizers.L1, L2: keras.regularizers.L2}.get(
+        cls, keras.regularizers.L1L2
+    )
+    theirs = str(pytest.raises(ValueError, theirs_cls, **{name: value}).value)
+    ours = str(pytest.raises(ValueError, cls, **{name: value}).value)
+    # Keras writes "expected" in lower case; our template capitalizes it.
+    phrase = "(?i)expected a non-negative float"
+    assert re.search(phrase, theirs) and re.search(phrase, ours)
+    assert ours.endswith(f"Received: {name}={value!r}")
