@@ -577,7 +577,7 @@ def deserialize(config, custom_objects=None):
     names: `"l2"`, `{"class_name": "L2", "config": {...}}` and the config
     `keras.regularizers.serialize` writes for Keras's `L2` all give
     `keras_reg.regularizers.L2`. A registered name (`"keras_reg>L2"`, or a
-    user's `register_keras_serializable` class) gives that class.
+    user's registered class) gives that class.
 
     Example:
 

@@ -32,7 +32,8 @@ def _public_classes():
     for module in _public_modules():
         for name in module.__all__:
             obj = getattr(module, name)
-            if inspect.isclass(obj):
+            # Keras's own base class and OrthogonalRegularizer are re-exported.
+            if inspect.isclass(obj) and obj.__module__.startswith("keras_reg"):
                 classes[obj.__name__] = obj
     return sorted(classes.values(), key=lambda cls: cls.__name__)
 
@@ -203,8 +204,8 @@ def _find_regularizer_config(config, class_name):
             _find_layer_config,
             "rate",
             1.5,
-            "Invalid value received for argument `rate`. Expected a float in "
-            "[0, 1]. Received: rate=1.5",
+            "Invalid value received for argument `rate`. Expected a float value "
+            "between 0 and 1. Received: rate=1.5",
             ValueError,
         ),
         (
@@ -221,8 +222,8 @@ def _find_regularizer_config(config, class_name):
             _find_regularizer_config,
             "l1",
             -0.5,
-            "Invalid value received for argument `l1`. Expected a float >= 0. "
-            "Received: l1=-0.5",
+            "Invalid value received for argument `l1`. Expected a non-negative "
+            "float. Received: l1=-0.5",
             # Keras's Dense.from_config re-raises errors from its nested
             # objects as TypeError; our message is kept in its text.
             TypeError,
@@ -232,8 +233,9 @@ def _find_regularizer_config(config, class_name):
             _find_layer_config,
             "rate",
             "__import__('os').system('touch PWNED')",
-            "Invalid value received for argument `rate`. Expected a float in "
-            "[0, 1]. Received: rate=\"__import__('os').system('touch PWNED')\"",
+            "Invalid value received for argument `rate`. Expected a float value "
+            "between 0 and 1. Received: "
+            "rate=\"__import__('os').system('touch PWNED')\"",
             ValueError,
         ),
     ],
@@ -260,3 +262,27 @@ def test_edited_file_fails_to_load_naming_the_argument(
     assert type(info.value) is error
     assert message in str(info.value)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_loading_without_importing_keras_reg_names_the_registered_class(tmp_path):
+    # Keras offers no hook to import a package while loading, so the README
+    # tells users to import keras_reg first; Keras's error names
+    # "keras_reg>Dropout", which is what the README tells them to look for.
+    path = os.path.join(str(tmp_path), "model.keras")
+    model = keras.Sequential([keras.Input((3,)), keras_reg.layers.Dropout(0.5)])
+    model.save(path)
+    code = f"""
+        import keras
+        try:
+            keras.saving.load_model({path!r})
+        except TypeError as error:
+            print("without:", error)
+        import keras_reg
+        print("with:", type(keras.saving.load_model({path!r}).layers[0]).__module__)
+    """
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    without = result.stdout.split("without:")[1]
+    assert "keras_reg>Dropout" in without
+    assert "register_keras_serializable" in without
+    assert "with: keras_reg.layers.dropout" in result.stdout
