@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from keras_reg import callbacks, layers, optimizers, regularizers
 from keras_reg.callbacks import EarlyStopping
-from keras_reg.layers import BatchNormalization, Dropout
+from keras_reg.layers import BatchNormalization, Dropout, is_batch_normalization
 from keras_reg.mc_dropout import mc_predict
 from keras_reg.regularizers import L1, L1L2, L2, ElasticNet
 from keras_reg.sparsity import sparsity_report
@@ -24,6 +24,7 @@ __all__ = [
     "L2",
     "__version__",
     "callbacks",
+    "is_batch_normalization",
     "layers",
     "mc_predict",
     "optimizers",

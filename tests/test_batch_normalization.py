@@ -163,22 +163,6 @@ def test_config_is_json_and_attributes_are_python_values():
     assert_json_round_trip(layer)
 
 
-def test_weights_have_keras_names_and_order():
-    for kwargs in ({}, {"renorm": True}, {"center": False}):
-        ours = BatchNormalization(**kwargs)
-        theirs = keras.layers.BatchNormalization(**kwargs)
-        ours.build((2, 3))
-        theirs.build((2, 3))
-        assert [w.path.split("/")[-1] for w in ours.weights] == [
-            w.path.split("/")[-1] for w in theirs.weights
-        ]
-        assert [w.trainable for w in ours.weights] == [
-            w.trainable for w in theirs.weights
-        ]
-        for a, b in zip(ours.weights, theirs.weights, strict=True):
-            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
-
-
 @pytest.mark.parametrize(
     "input_shape, axis, use_mask",
     [
@@ -544,24 +528,31 @@ def test_fit_updates_moving_statistics_like_keras():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(None, 3), (2, 4, 5), (None, 8, 8, 16)])
-def test_compute_output_shape_is_input_shape(shape):
-    assert BatchNormalization().compute_output_shape(shape) == shape
+@pytest.mark.parametrize("shape", [(None, 3), (2, 4, 5), (None, 8, 8, 16), [2, 3]])
+def test_compute_output_shape_is_input_shape_as_in_keras(shape):
+    ours = BatchNormalization().compute_output_shape(shape)
+    theirs = keras.layers.BatchNormalization().compute_output_shape(shape)
+    assert ours == theirs == shape
+    assert type(ours) is type(theirs)
 
 
 def test_input_rank_that_lacks_axis_raises_naming_the_shape(plain_call_errors):
     layer = BatchNormalization(axis=3)
-    message = (
-        "Input of rank 2 has no axis 3 to normalize. Expected an input of rank "
-        ">= 4. Received: input_shape=(4, 5)"
+    message = _message(
+        "axis",
+        "an int in [-2, 1] for inputs of rank 2 (Axis 3 is out of bounds for "
+        "input shape (4, 5))",
+        3,
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         layer.build((4, 5))
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         layer.compute_output_shape((4, 5))
-    message = (
-        "Input of rank 2 has no axis -3 to normalize. Expected an input of rank "
-        ">= 3. Received: input_shape=(4, 5)"
+    message = _message(
+        "axis",
+        "an int in [-2, 1] for inputs of rank 2 (Axis -3 is out of bounds for "
+        "input shape (4, 5))",
+        -3,
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         BatchNormalization(axis=-3)(np.zeros((4, 5), "float32"))
@@ -586,8 +577,9 @@ def plain_call_errors():
 
 def test_mask_of_wrong_rank_raises(plain_call_errors):
     message = (
-        "The mask must have one dimension less than the inputs. "
-        "Received: mask.shape=(2, 3, 4), inputs.shape=(2, 3, 4)"
+        "Invalid value received for argument `mask`. Expected a mask of rank 2 "
+        "for inputs of shape (2, 3, 4) (The mask provided should be one "
+        "dimension less than the inputs). Received: mask.shape=(2, 3, 4)"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         BatchNormalization()(
@@ -664,50 +656,77 @@ def _message(name, expected, value):
     )
 
 
-CLIPPING_KEYS = 'None or a dict with keys among "rmax", "rmin", "dmax"'
+CLIPPING_DICT = 'None or a dict with only the keys "rmax", "rmin", "dmax"'
+CLIPPING_BOUNDS = "float bounds that are not NaN (infinity means no bound)"
+CLIPPING_R = "the correction r is clipped to [rmin, rmax]"
 
+# Every case here is accepted by keras.layers.BatchNormalization (3.15.1);
+# `test_keras_accepts_what_keras_reg_deliberately_rejects` checks that, and
+# each is a deliberate difference: the value silently corrupts training or
+# is a type confusion (see the comments).
 BAD_ARGUMENTS = [
+    # int() truncates 1.5 to 1 and turns True into 1: a wrong axis, silently.
+    ("axis", 1.5, "an int"),
     ("axis", 1.0, "an int"),
     ("axis", "1", "an int"),
     ("axis", True, "an int"),
-    ("axis", (1, 2), "an int"),
+    # Outside [0, 1] the moving statistics diverge; NaN makes them NaN; True
+    # (1.0) freezes them, a misplaced flag rather than a momentum.
     ("momentum", 1.5, "a float in [0, 1]"),
     ("momentum", -0.1, "a float in [0, 1]"),
     ("momentum", float("nan"), "a float in [0, 1]"),
     ("momentum", True, "a float in [0, 1]"),
     ("momentum", "0.9", "a float in [0, 1]"),
+    # epsilon <= 0 divides by zero on a constant channel; inf zeroes outputs.
     ("epsilon", 0.0, "a float > 0"),
     ("epsilon", -1e-3, "a float > 0"),
     ("epsilon", float("nan"), "a float > 0"),
     ("epsilon", float("inf"), "a float > 0"),
-    ("center", 1, "a bool"),
-    ("scale", "yes", "a bool"),
-    ("renorm", None, "a bool"),
-    ("synchronized", 0, "a bool"),
+    # Keras tests truth: "False" and 2 would enable, None would disable.
+    ("center", 2, "a bool, 0 or 1"),
+    ("scale", "False", "a bool, 0 or 1"),
+    ("renorm", None, "a bool, 0 or 1"),
     ("renorm_momentum", 2.0, "a float in [0, 1]"),
-    ("renorm_clipping", {"rmax": 2.0, "r_max": 3.0}, CLIPPING_KEYS),
-    ("renorm_clipping", [("rmax", 2.0)], CLIPPING_KEYS),
-    ("renorm_clipping", {"rmax": 0.5, "rmin": 1.0}, "rmax >= rmin"),
-    ("renorm_clipping", {"dmax": -1.0}, "dmax >= 0"),
-    ("renorm_clipping", {"dmax": float("nan")}, "a dict of finite float bounds"),
-    ("renorm_clipping", {"rmax": float("inf")}, "a dict of finite float bounds"),
-    ("renorm_clipping", {"rmax": True}, "a dict of finite float bounds"),
-    ("renorm_clipping", {"rmax": "3"}, "a dict of finite float bounds"),
+    ("renorm_momentum", float("nan"), "a float in [0, 1]"),
+    ("renorm_clipping", {"dmax": float("nan")}, CLIPPING_BOUNDS),
+    ("renorm_clipping", {"rmax": True}, CLIPPING_BOUNDS),
+    ("renorm_clipping", {"rmax": "3"}, CLIPPING_BOUNDS),
+    ("renorm_clipping", {"rmax": 0.0}, f"rmax > 0 ({CLIPPING_R})"),
+    ("renorm_clipping", {"rmax": -1.0, "rmin": -2.0}, f"rmax > 0 ({CLIPPING_R})"),
+    ("renorm_clipping", {"rmin": float("inf")}, f"rmin < inf ({CLIPPING_R})"),
+]
+
+# Keras rejects these too, with a TypeError or an error of its own.
+BAD_ARGUMENTS_KERAS_REJECTS = [
+    ("axis", (1, 2), "an int"),
+    ("axis", [1], "an int"),
+    ("renorm_clipping", [("rmax", 2.0)], CLIPPING_DICT),
+    ("renorm_clipping", 3.0, CLIPPING_DICT),
     ("virtual_batch_size", 0, "an int >= 1"),
     ("virtual_batch_size", 2.0, "an int >= 1"),
     ("virtual_batch_size", True, "an int >= 1"),
 ]
 
 
+def _bad_kwargs(name, value):
+    kwargs = {name: value}
+    if name == "renorm_clipping":
+        kwargs["renorm"] = True
+    return kwargs
+
+
 def test_every_bad_argument_raises_with_whole_message():
     # One test over all cases: each test pays the session-reset fixture.
-    for name, value, expected in BAD_ARGUMENTS:
-        kwargs = {name: value}
-        if name == "renorm_clipping":
-            kwargs["renorm"] = True
+    for name, value, expected in BAD_ARGUMENTS + BAD_ARGUMENTS_KERAS_REJECTS:
         message = _message(name, expected, value)
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-            BatchNormalization(**kwargs)
+            BatchNormalization(**_bad_kwargs(name, value))
+
+
+def test_keras_accepts_what_keras_reg_deliberately_rejects():
+    # Keeps the list of deliberate differences true for this Keras version.
+    for name, value, _ in BAD_ARGUMENTS:
+        keras.layers.BatchNormalization(**_bad_kwargs(name, value))
 
 
 def test_bad_argument_in_config_raises_from_config():
@@ -739,15 +758,526 @@ def test_edited_keras_file_with_bad_argument_fails_to_load(tmp_path):
         keras.saving.load_model(edited, safe_mode=True)
 
 
-@pytest.mark.skipif(BACKEND in ("tensorflow", "jax"), reason="accepted there")
-def test_synchronized_raises_on_backends_without_distributed_statistics():
+# Keras's error messages ----------------------------------------------------------
+#
+# Where Keras validates an argument, the regular expressions of Keras's own test
+# file and the distinctive sentence of Keras's message match keras_reg's message
+# too, which keeps the template's head and "Received: name=value" tail.
+
+_HEAD = re.compile(r"^Invalid value received for argument `[a-z_]+`\. Expected ")
+
+
+def _error(build):
+    with pytest.raises(ValueError) as info:
+        build()
+    return str(info.value)
+
+
+def _assert_same_phrases(theirs, ours, patterns, tail):
+    for pattern in patterns:
+        assert re.search(pattern, theirs), (pattern, theirs)
+        assert re.search(pattern, ours), (pattern, ours)
+    assert _HEAD.match(ours), ours
+    assert ours.endswith(tail), ours
+
+
+CONSTRUCTOR_ERRORS = [
+    (
+        {"renorm": True, "renorm_clipping": {"random_key": 1.0}},
+        # Keras's test regex, then its message's distinctive sentence.
+        [
+            "Received invalid keys",
+            r"Received invalid keys for `renorm_clipping` argument: .*random_key",
+        ],
+        "Received: renorm_clipping={'random_key': 1.0}",
+    ),
+    (
+        {"renorm": True, "renorm_clipping": {"rmax": 0.0, "rmin": 1.0}},
+        [
+            "rmax should be",
+            "rmax should be greater than rmin in the `renorm_clipping` argument",
+        ],
+        "Received: renorm_clipping={'rmax': 0.0, 'rmin': 1.0}",
+    ),
+    (
+        {"renorm": True, "renorm_clipping": {"rmax": 1.0, "dmax": -1.0}},
+        [
+            "dmax should be non-negative",
+            "dmax should be non-negative in the `renorm_clipping` argument",
+        ],
+        "Received: renorm_clipping={'rmax': 1.0, 'dmax': -1.0}",
+    ),
+]
+
+
+@pytest.mark.parametrize("kwargs, patterns, tail", CONSTRUCTOR_ERRORS)
+def test_constructor_errors_carry_keras_phrases(kwargs, patterns, tail):
+    theirs = _error(lambda: keras.layers.BatchNormalization(**kwargs))
+    ours = _error(lambda: BatchNormalization(**kwargs))
+    _assert_same_phrases(theirs, ours, patterns, tail)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="synchronized is supported here")
+@pytest.mark.parametrize("value", [True, 1])
+def test_synchronized_on_torch_carries_keras_phrase(value):
+    theirs = _error(lambda: keras.layers.BatchNormalization(synchronized=value))
+    ours = _error(lambda: BatchNormalization(synchronized=value))
+    # Keras's sentence ends "with the TensorFlow backend."; keras_reg's names
+    # JAX as well, where it supports the argument.
+    pattern = "Argument synchronized=True is only supported with the TensorFlow"
+    _assert_same_phrases(theirs, ours, [pattern], f"Received: synchronized={value}")
     expected = (
-        f"False on the {BACKEND} backend (synchronized statistics need the "
-        "TensorFlow or JAX backend)"
+        "False on the torch backend (Argument synchronized=True is only supported "
+        "with the TensorFlow or JAX backend)"
     )
-    message = _message("synchronized", expected, True)
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        BatchNormalization(synchronized=True)
+    assert ours == _message("synchronized", expected, value)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX only")
+def test_synchronized_is_accepted_on_jax_where_keras_raises():
+    with pytest.raises(ValueError, match="only supported with the TensorFlow"):
+        keras.layers.BatchNormalization(synchronized=True)
+    assert BatchNormalization(synchronized=True).synchronized is True
+
+
+def test_axis_out_of_bounds_carries_keras_phrase(plain_call_errors):
+    # Keras's build fails with a bare IndexError ("tuple index out of
+    # range"); its compute_output_shape has the message. keras_reg raises
+    # the one message from build, compute_output_shape and a call.
+    theirs = _error(
+        lambda: keras.layers.BatchNormalization(axis=3).compute_output_shape((4, 5))
+    )
+    pattern = r"Axis 3 is out of bounds for input shape \(4, 5\)"
+    for build in (
+        lambda: BatchNormalization(axis=3).build((4, 5)),
+        lambda: BatchNormalization(axis=3).compute_output_shape((4, 5)),
+        lambda: BatchNormalization(axis=3)(np.zeros((4, 5), "float32")),
+    ):
+        ours = _error(build)
+        _assert_same_phrases(theirs, ours, [pattern], "Received: axis=3")
+    # Keras's message ends with the same tail.
+    assert theirs.endswith("Received: axis=3")
+
+
+@pytest.mark.parametrize("filtering", [False, True])
+def test_mask_rank_error_carries_keras_phrase(filtering):
+    x = np.ones((2, 3, 4), "float32")
+    mask = np.ones((2, 3, 4), bool)
+    if not filtering:
+        keras.config.disable_traceback_filtering()
+    try:
+        theirs = _error(
+            lambda: keras.layers.BatchNormalization()(x, training=True, mask=mask)
+        )
+        ours = _error(lambda: BatchNormalization()(x, training=True, mask=mask))
+    finally:
+        keras.config.enable_traceback_filtering()
+    pattern = "The mask provided should be one dimension less than the inputs"
+    if filtering:
+        # Keras wraps errors raised in `call` the same way for both layers.
+        assert re.search(pattern, theirs) and re.search(pattern, ours)
+        assert "Received: mask.shape=(2, 3, 4)" in ours
+    else:
+        _assert_same_phrases(theirs, ours, [pattern], "Received: mask.shape=(2, 3, 4)")
+
+
+# Arguments Keras accepts -----------------------------------------------------------
+
+ACCEPTED_LIKE_KERAS = [
+    {"center": 1, "scale": 0},
+    {"center": 0, "scale": np.bool_(True)},
+    {"renorm": 1},
+    {"synchronized": 0},
+    {"synchronized": False, "renorm": np.bool_(False)},
+    {"momentum": 1, "epsilon": 1},
+    {"momentum": 0, "renorm_momentum": 1, "renorm": True},
+    {"momentum": np.float32(0.5), "epsilon": np.float64(1e-4)},
+    {"axis": np.int64(1)},
+    {"axis": -2},
+    {"renorm": True, "renorm_clipping": {"rmax": 3, "rmin": 0, "dmax": 5}},
+    {"renorm": True, "renorm_clipping": {"rmax": float("inf"), "dmax": float("inf")}},
+    {"renorm": True, "renorm_clipping": {"rmin": float("-inf")}},
+    {"renorm": True, "renorm_clipping": {}},
+    {"renorm": True, "renorm_clipping": {"rmax": 2.0, "rmin": 2.0, "dmax": 0.0}},
+    # Without renorm Keras neither reads nor checks renorm_clipping.
+    {"renorm_clipping": {"random_key": 1.0}},
+    {"renorm_clipping": {"rmax": 0.0, "rmin": 1.0}},
+]
+
+
+@pytest.mark.parametrize("kwargs", ACCEPTED_LIKE_KERAS, ids=repr)
+def test_accepts_what_keras_accepts_with_equal_config(kwargs):
+    theirs = keras.layers.BatchNormalization(**kwargs).get_config()
+    layer = BatchNormalization(**kwargs)
+    ours = layer.get_config()
+    ours.pop("name"), theirs.pop("name")
+    assert ours == theirs
+    assert list(ours) == list(theirs)
+    # Plain Python values, whatever was passed.
+    for name in ("center", "scale", "renorm", "synchronized"):
+        assert type(getattr(layer, name)) is bool
+    for name in ("momentum", "epsilon", "renorm_momentum"):
+        assert type(getattr(layer, name)) is float
+    assert type(layer.axis) is int
+    assert_config_round_trip(layer)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="Keras raises elsewhere")
+def test_synchronized_one_is_accepted_as_in_keras():
+    assert BatchNormalization(synchronized=1).synchronized is True
+    assert keras.layers.BatchNormalization(synchronized=1).synchronized == 1
+
+
+def test_infinite_clipping_bounds_save_and_train(tmp_path):
+    clipping = {"rmax": float("inf"), "rmin": 0.0, "dmax": float("inf")}
+    layer = BatchNormalization(renorm=True, renorm_clipping=clipping)
+    assert_json_round_trip(layer)
+    x = np.random.default_rng(15).normal(size=(8, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), layer])
+    y = to_numpy(model(x, training=True))
+    assert np.all(np.isfinite(y))
+    restored = assert_model_save_round_trip(model, x, tmp_path)
+    assert restored.layers[0].renorm_clipping == clipping
+
+
+# Keras's class as the oracle ------------------------------------------------------
+
+ORACLE_KWARGS = [
+    {},
+    {"axis": 1, "momentum": 0.5, "epsilon": 1e-2},
+    {"center": False},
+    {"scale": False},
+    {"center": False, "scale": False},
+    {"renorm": True},
+    {
+        "renorm": True,
+        "renorm_clipping": {"rmax": 1.5, "rmin": 0.7, "dmax": 0.3},
+        "renorm_momentum": 0.8,
+        "momentum": 0.6,
+        "moving_variance_initializer": keras.initializers.Constant(4.0),
+    },
+    {
+        "beta_initializer": "random_normal",
+        "gamma_initializer": keras.initializers.Constant(2.0),
+        "moving_mean_initializer": "ones",
+        "beta_regularizer": "l2",
+        "gamma_regularizer": keras.regularizers.L1(0.1),
+        "beta_constraint": "non_neg",
+        "gamma_constraint": keras.constraints.MaxNorm(2.0),
+    },
+]
+
+_ATTRIBUTES = [
+    "axis",
+    "momentum",
+    "epsilon",
+    "center",
+    "scale",
+    "renorm",
+    "renorm_clipping",
+    "renorm_momentum",
+    "synchronized",
+    "supports_masking",
+    "trainable",
+    "input_spec",
+    "gamma",
+    "beta",
+    "moving_mean",
+    "moving_variance",
+]
+_SERIALIZED_ATTRIBUTES = [
+    ("beta_initializer", keras.initializers.serialize),
+    ("gamma_initializer", keras.initializers.serialize),
+    ("moving_mean_initializer", keras.initializers.serialize),
+    ("moving_variance_initializer", keras.initializers.serialize),
+    ("beta_regularizer", keras.regularizers.serialize),
+    ("gamma_regularizer", keras.regularizers.serialize),
+    ("beta_constraint", keras.constraints.serialize),
+    ("gamma_constraint", keras.constraints.serialize),
+]
+
+
+def _pair(kwargs):
+    return BatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
+
+
+def _public_names(layer):
+    return {name for name in dir(layer) if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("kwargs", ORACLE_KWARGS, ids=repr)
+def test_public_attributes_equal_keras_before_and_after_build(kwargs):
+    ours, theirs = _pair(kwargs)
+    assert _public_names(ours) - _public_names(theirs) == {"virtual_batch_size"}
+    assert _public_names(theirs) <= _public_names(ours)
+    for name in _ATTRIBUTES:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    for name, serialize in _SERIALIZED_ATTRIBUTES:
+        assert serialize(getattr(ours, name)) == serialize(getattr(theirs, name))
+    ours.build((4, 5, 3))
+    theirs.build((4, 5, 3))
+    assert _public_names(ours) - _public_names(theirs) == {"virtual_batch_size"}
+    assert _public_names(theirs) <= _public_names(ours)
+    assert vars(ours.input_spec) == vars(theirs.input_spec)
+    assert ours.supports_masking is theirs.supports_masking is True
+    for name in ("gamma", "beta", "moving_stddev", "renorm_mean", "renorm_stddev"):
+        assert (getattr(ours, name, None) is None) == (
+            getattr(theirs, name, None) is None
+        ), name
+
+
+@pytest.mark.parametrize("kwargs", ORACLE_KWARGS, ids=repr)
+def test_config_equals_keras_config_and_loads_both_ways(kwargs):
+    ours, theirs = _pair(kwargs)
+    our_config, their_config = ours.get_config(), theirs.get_config()
+    our_config.pop("name"), their_config.pop("name")
+    assert our_config == their_config
+    assert list(our_config) == list(their_config)
+    full = theirs.get_config()
+    assert BatchNormalization.from_config(full).get_config() == full
+    full = ours.get_config()
+    assert keras.layers.BatchNormalization.from_config(full).get_config() == full
+
+
+@pytest.mark.parametrize("kwargs", ORACLE_KWARGS, ids=repr)
+def test_weights_equal_keras_in_names_shapes_order_split_and_values(kwargs):
+    for trainable in (True, False):
+        ours, theirs = _pair(kwargs)
+        ours.build((2, 5, 3))
+        theirs.build((2, 5, 3))
+        ours.trainable = trainable
+        theirs.trainable = trainable
+        for attribute in ("weights", "trainable_weights", "non_trainable_weights"):
+            pairs = list(
+                zip(getattr(ours, attribute), getattr(theirs, attribute), strict=True)
+            )
+            for a, b in pairs:
+                assert a.path.split("/")[-1] == b.path.split("/")[-1]
+                assert tuple(a.shape) == tuple(b.shape)
+                assert a.dtype == b.dtype
+                assert a.trainable == b.trainable
+                assert a.constraint == b.constraint or (
+                    keras.constraints.serialize(a.constraint)
+                    == keras.constraints.serialize(b.constraint)
+                )
+        # Random initializers draw their own values: compare deterministic
+        # ones only.
+        if "beta_initializer" not in kwargs:
+            for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert len(ours.losses) == len(theirs.losses)
+
+
+def _oracle_weights(theirs, rng):
+    weights = []
+    for variable in theirs.weights:
+        name = variable.path.split("/")[-1]
+        shape = tuple(variable.shape)
+        if "variance" in name or "stddev" in name:
+            weights.append(rng.uniform(0.5, 2.0, shape).astype("float32"))
+        elif name == "gamma":
+            weights.append(rng.normal(1.0, 0.3, shape).astype("float32"))
+        else:
+            weights.append(rng.normal(0.0, 0.5, shape).astype("float32"))
+    return weights
+
+
+@pytest.mark.parametrize("kwargs", ORACLE_KWARGS, ids=repr)
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_keras_weights_give_keras_outputs_in_training_and_inference(kwargs, use_mask):
+    rng = np.random.default_rng(16)
+    shape = (6, 5, 3)
+    x = rng.normal(1.0, 2.0, shape).astype("float32")
+    mask = None
+    if use_mask:
+        mask = rng.random(shape[:-1]) < 0.7
+        mask[0] = True
+    ours, theirs = _pair(kwargs)
+    theirs.build(shape)
+    ours.build(shape)
+    theirs.set_weights(_oracle_weights(theirs, rng))
+    ours.set_weights(theirs.get_weights())
+    for training in (True, False, True, None):
+        expected = theirs(x, training=training, mask=mask)
+        actual = ours(x, training=training, mask=mask)
+        np.testing.assert_allclose(to_numpy(actual), to_numpy(expected), atol=3e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"renorm": True}, {"axis": 1}], ids=repr)
+def test_frozen_layer_behaves_like_frozen_keras_layer(kwargs):
+    # Keras's test_trainable_behavior: trainable=False means inference mode
+    # even with training=True, no state update, and every weight
+    # non-trainable; trainable=True restores the split.
+    rng = np.random.default_rng(17)
+    x = rng.normal(5.0, 10.0, (20, 4, 3)).astype("float32")
+    ours, theirs = _pair(kwargs)
+    theirs.build(x.shape)
+    ours.build(x.shape)
+    theirs.set_weights(_oracle_weights(theirs, rng))
+    ours.set_weights(theirs.get_weights())
+    before = ours.get_weights()
+    for layer in (ours, theirs):
+        layer.trainable = False
+    assert len(ours.trainable_weights) == len(theirs.trainable_weights) == 0
+    assert len(ours.non_trainable_weights) == len(theirs.non_trainable_weights)
+    np.testing.assert_allclose(
+        to_numpy(ours(x, training=True)), to_numpy(theirs(x, training=True)), atol=3e-5
+    )
+    for a, b in zip(before, ours.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for layer in (ours, theirs):
+        layer.trainable = True
+    assert len(ours.trainable_weights) == len(theirs.trainable_weights)
+    assert len(ours.non_trainable_weights) == len(theirs.non_trainable_weights)
+    np.testing.assert_allclose(
+        to_numpy(ours(x, training=True)), to_numpy(theirs(x, training=True)), atol=3e-5
+    )
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_layer_in_fit_matches_keras():
+    rng = np.random.default_rng(18)
+    x = rng.normal(3.0, 2.0, (16, 3)).astype("float32")
+    states = []
+    for bn_class in (keras.layers.BatchNormalization, BatchNormalization):
+        keras.utils.set_random_seed(0)
+        layer = bn_class(momentum=0.5)
+        model = keras.Sequential([keras.Input((3,)), layer, keras.layers.Dense(1)])
+        layer.trainable = False
+        model.compile("sgd", "mse")
+        model.fit(x, x[:, :1], epochs=2, batch_size=8, shuffle=False, verbose=0)
+        states.append(model.get_weights())
+    for a, b in zip(*states, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_file_moves_between_keras_and_keras_reg_models(tmp_path):
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(16, 4)).astype("float32")
+
+    def model(bn_class):
+        return keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(3),
+                bn_class(renorm=True),
+                keras.layers.Dense(1),
+            ]
+        )
+
+    theirs = model(keras.layers.BatchNormalization)
+    theirs.compile("sgd", "mse")
+    theirs.fit(x, x[:, :1], epochs=1, batch_size=8, verbose=0)
+    theirs.save_weights(tmp_path / "keras.weights.h5")
+    ours = model(BatchNormalization)
+    ours.load_weights(tmp_path / "keras.weights.h5")
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), theirs.predict(x, verbose=0), atol=1e-5
+    )
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    back = model(keras.layers.BatchNormalization)
+    back.load_weights(tmp_path / "ours.weights.h5")
+    for a, b in zip(back.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mask_passes_through_as_in_keras():
+    x = np.ones((2, 4, 3), "float32")
+    mask = np.array([[True, True, False, False], [True, False, True, False]])
+    our_mask = BatchNormalization().compute_mask(x, mask)
+    their_mask = keras.layers.BatchNormalization().compute_mask(x, mask)
+    np.testing.assert_array_equal(to_numpy(our_mask), to_numpy(their_mask))
+    np.testing.assert_array_equal(to_numpy(our_mask), mask)
+
+
+# is_batch_normalization ------------------------------------------------------------
+
+
+class _KerasSubclass(keras.layers.BatchNormalization):
+    pass
+
+
+class _OurSubclass(BatchNormalization):
+    pass
+
+
+@pytest.mark.parametrize(
+    "layer, expected",
+    [
+        (keras.layers.BatchNormalization(), True),
+        (BatchNormalization(), True),
+        (_KerasSubclass(), True),
+        (_OurSubclass(), True),
+        (keras.layers.LayerNormalization(), False),
+        (keras.layers.GroupNormalization(groups=1), False),
+        (keras.layers.Dense(2), False),
+        (keras_reg.layers.Dropout(0.5), False),
+        (BatchNormalization, False),
+        (None, False),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_is_batch_normalization(layer, expected):
+    assert keras_reg.layers.is_batch_normalization(layer) is expected
+    assert keras_reg.is_batch_normalization is keras_reg.layers.is_batch_normalization
+
+
+def test_is_batch_normalization_covers_a_public_sync_batch_normalization(monkeypatch):
+    class SyncBatchNormalization(keras.layers.Layer):
+        pass
+
+    monkeypatch.setattr(
+        keras.layers, "SyncBatchNormalization", SyncBatchNormalization, raising=False
+    )
+    assert keras_reg.is_batch_normalization(SyncBatchNormalization())
+
+
+def test_is_batch_normalization_docstring_example_runs():
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    (test,) = finder.find(keras_reg.layers.is_batch_normalization, globs={})
+    assert test.examples
+    runner.run(test)
+    assert runner.failures == 0
+
+
+def test_fine_tuning_idiom_keeps_both_batch_normalizations_frozen():
+    # The keras-io idiom with isinstance unfreezes keras_reg's layer; with
+    # is_batch_normalization both stay frozen and in inference mode.
+    rng = np.random.default_rng(20)
+    x = rng.normal(4.0, 2.0, (16, 4)).astype("float32")
+    base = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4),
+            BatchNormalization(),
+            keras.layers.Dense(4),
+            keras.layers.BatchNormalization(),
+        ]
+    )
+    model = keras.Sequential([base, keras.layers.Dense(1)])
+    for layer in base.layers:
+        layer.trainable = False
+    unfrozen_by_isinstance = [
+        layer.name
+        for layer in base.layers
+        if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert base.layers[1].name in unfrozen_by_isinstance
+    for layer in base.layers:
+        if not keras_reg.is_batch_normalization(layer):
+            layer.trainable = True
+    assert [layer.trainable for layer in base.layers] == [True, False, True, False]
+    statistics = [w.copy() for w in base.layers[1].get_weights()]
+    statistics += [w.copy() for w in base.layers[3].get_weights()]
+    model.compile("sgd", "mse")
+    model.fit(x, x[:, :1], epochs=1, batch_size=8, verbose=0)
+    after = base.layers[1].get_weights() + base.layers[3].get_weights()
+    for a, b in zip(statistics, after, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.skipif(BACKEND not in ("tensorflow", "jax"), reason="raises there")

@@ -17,7 +17,13 @@ def policy(request):
 
 
 def test_every_public_layer_has_a_zoo_entry():
-    assert set(zoo_names()) == set(keras_reg.layers.__all__)
+    # `is_batch_normalization` is a function, not a layer.
+    layers = {
+        name
+        for name in keras_reg.layers.__all__
+        if isinstance(getattr(keras_reg.layers, name), type)
+    }
+    assert set(zoo_names()) == layers
 
 
 @pytest.mark.parametrize("name", zoo_names())

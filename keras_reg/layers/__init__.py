@@ -1,6 +1,9 @@
 """Keras layers: drop-in Dropout and BatchNormalization, and layers Keras lacks."""
 
-from keras_reg.layers.batch_normalization import BatchNormalization
+from keras_reg.layers.batch_normalization import (
+    BatchNormalization,
+    is_batch_normalization,
+)
 from keras_reg.layers.drop_connect import DropConnect
 from keras_reg.layers.dropout import Dropout
 from keras_reg.layers.spatial_dropout import (
@@ -18,4 +21,5 @@ __all__ = [
     "SpatialDropout2D",
     "SpatialDropout3D",
     "StochasticDepth",
+    "is_batch_normalization",
 ]

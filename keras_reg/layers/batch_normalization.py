@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import (
-    check_bool,
     check_float,
     check_int,
     invalid_argument,
@@ -19,36 +21,94 @@ from keras_reg._validation import (
 from keras_reg.layers import _batch_norm_fast as fast
 
 _CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+_LISTED_CLIPPING_KEYS = ", ".join(f'"{key}"' for key in _CLIPPING_KEYS)
 
 
-def _check_renorm_clipping(value):
-    """Returns `renorm_clipping` as None or a dict of Python floats."""
+def _check_renorm_clipping(value, renorm):
+    """Returns `renorm_clipping`: None or, with renorm, a dict of floats.
+
+    Keras reads (and validates) the argument only when `renorm` is True;
+    without renorm it is stored unread, as Keras stores it. Where Keras
+    raises, the message carries Keras's sentence in parentheses.
+    """
+    if not renorm:
+        return dict(value) if isinstance(value, Mapping) else value
     if value is None:
-        return None
-    listed = ", ".join(f'"{key}"' for key in _CLIPPING_KEYS)
-    if not isinstance(value, dict) or set(value) - set(_CLIPPING_KEYS):
+        return {}
+    if not isinstance(value, Mapping):
         raise invalid_argument(
-            "renorm_clipping", f"None or a dict with keys among {listed}", value
+            "renorm_clipping",
+            f"None or a dict with only the keys {_LISTED_CLIPPING_KEYS}",
+            value,
+        )
+    unknown = [key for key in value if key not in _CLIPPING_KEYS]
+    if unknown:
+        raise invalid_argument(
+            "renorm_clipping",
+            f"only the keys {_LISTED_CLIPPING_KEYS} (Received invalid keys for "
+            f"`renorm_clipping` argument: {unknown})",
+            value,
         )
     clipping = {}
     for key, bound in value.items():
-        is_number = not isinstance(bound, bool) and isinstance(bound, (int, float))
-        if not is_number or not math.isfinite(bound):
+        is_number = not isinstance(bound, (bool, np.bool_)) and isinstance(
+            bound, numbers.Real
+        )
+        # Keras lets NaN through; it turns every output into NaN.
+        if not is_number or math.isnan(bound):
             raise invalid_argument(
-                "renorm_clipping", "a dict of finite float bounds", value
+                "renorm_clipping",
+                "float bounds that are not NaN (infinity means no bound)",
+                value,
             )
         clipping[key] = float(bound)
     rmax = clipping.get("rmax")
     rmin = clipping.get("rmin")
     if rmax is not None and rmin is not None and rmax < rmin:
-        raise invalid_argument("renorm_clipping", "rmax >= rmin", value)
+        raise invalid_argument(
+            "renorm_clipping",
+            "rmax >= rmin (rmax should be greater than rmin in the "
+            "`renorm_clipping` argument)",
+            value,
+        )
     if clipping.get("dmax", 0.0) < 0:
-        raise invalid_argument("renorm_clipping", "dmax >= 0", value)
+        raise invalid_argument(
+            "renorm_clipping",
+            "dmax >= 0 (dmax should be non-negative in the `renorm_clipping` argument)",
+            value,
+        )
+    # Keras accepts these too; they clip the correction r to zero or below
+    # (erasing or flipping the normalized values) or to infinity.
+    if rmax is not None and rmax <= 0:
+        raise invalid_argument(
+            "renorm_clipping",
+            "rmax > 0 (the correction r is clipped to [rmin, rmax])",
+            value,
+        )
+    if rmin is not None and rmin == math.inf:
+        raise invalid_argument(
+            "renorm_clipping",
+            "rmin < inf (the correction r is clipped to [rmin, rmax])",
+            value,
+        )
     return clipping
 
 
+def _check_flag(name, value):
+    """Returns a Python bool from a bool, a NumPy bool, or an int 0 or 1.
+
+    Keras stores these arguments as given and tests their truth; anything
+    else (None, strings such as "False", 2) is rejected rather than guessed.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise invalid_argument(name, "a bool, 0 or 1", value)
+
+
 def _check_synchronized(value):
-    synchronized = check_bool("synchronized", value)
+    synchronized = _check_flag("synchronized", value)
     backend = keras.backend.backend()
     # TensorFlow all-reduces across replicas; JAX's distribution API already
     # runs one program over the global batch. Torch has no Keras-level
@@ -56,8 +116,8 @@ def _check_synchronized(value):
     if synchronized and backend not in ("tensorflow", "jax"):
         raise invalid_argument(
             "synchronized",
-            f"False on the {backend} backend (synchronized statistics need "
-            "the TensorFlow or JAX backend)",
+            f"False on the {backend} backend (Argument synchronized=True is "
+            "only supported with the TensorFlow or JAX backend)",
             value,
         )
     return synchronized
@@ -104,13 +164,21 @@ class BatchNormalization(keras.layers.Layer):
     tf-keras 2, and `synchronized=True` is accepted on JAX as well as
     TensorFlow.
 
+    `isinstance(layer, keras.layers.BatchNormalization)` is False for this
+    layer, so code that singles out batch normalization layers (such as
+    keeping them frozen while fine-tuning) should test
+    `keras_reg.layers.is_batch_normalization(layer)`, which is True for both.
+
     Args:
         axis: Integer, the features axis to normalize (`1` after a
             `channels_first` convolution). Defaults to `-1`.
-        momentum: Float in [0, 1], momentum of the moving statistics.
+        momentum: Float in [0, 1] (an int 0 or 1 is taken as a float),
+            momentum of the moving statistics.
         epsilon: Float > 0 added to the variance to avoid dividing by zero.
-        center: If True, add the learned offset `beta`.
-        scale: If True, multiply by the learned scale `gamma`.
+        center: Bool (or 0 or 1, stored as a bool). If True, add the
+            learned offset `beta`.
+        scale: Bool (or 0 or 1). If True, multiply by the learned scale
+            `gamma`.
         beta_initializer: Initializer for `beta`.
         gamma_initializer: Initializer for `gamma`.
         moving_mean_initializer: Initializer for the moving mean.
@@ -119,23 +187,24 @@ class BatchNormalization(keras.layers.Layer):
         gamma_regularizer: Optional regularizer for `gamma`.
         beta_constraint: Optional constraint for `beta`.
         gamma_constraint: Optional constraint for `gamma`.
-        renorm: If True, use batch renormalization, which adds the
-            `moving_stddev`, `renorm_mean` and `renorm_stddev` weights.
-            Inference is unchanged.
+        renorm: Bool (or 0 or 1). If True, use batch renormalization,
+            which adds the `moving_stddev`, `renorm_mean` and
+            `renorm_stddev` weights. Inference is unchanged.
         renorm_clipping: None or a dict with optional keys `"rmax"`,
-            `"rmin"` and `"dmax"` (finite floats, `rmax >= rmin`,
-            `dmax >= 0`) clipping the renorm correction `r` to
-            `[rmin, rmax]` and `d` to `[-dmax, dmax]`; a missing key means
-            no bound. Used only when `renorm` is True.
+            `"rmin"` and `"dmax"` (floats, not NaN, `rmax >= rmin`,
+            `rmax > 0`, `dmax >= 0`; `inf` means no bound) clipping the
+            renorm correction `r` to `[rmin, rmax]` and `d` to
+            `[-dmax, dmax]`; a missing key means no bound. Read only when
+            `renorm` is True; otherwise it is kept unread, as Keras does.
         renorm_momentum: Float in [0, 1], momentum of the renorm moving mean
             and standard deviation.
-        synchronized: If True, compute the training statistics over the
-            global batch of a distributed step. On TensorFlow the sums are
-            all-reduced across the replicas of a `tf.distribute` strategy
-            (on one replica this equals `False`). On JAX,
-            `keras.distribution` runs one program over the global batch, so
-            statistics are global whether or not this is set. Other
-            backends raise ValueError for True.
+        synchronized: Bool (or 0 or 1). If True, compute the training
+            statistics over the global batch of a distributed step. On
+            TensorFlow the sums are all-reduced across the replicas of a
+            `tf.distribute` strategy (on one replica this equals `False`).
+            On JAX, `keras.distribution` runs one program over the global
+            batch, so statistics are global whether or not this is set.
+            Other backends raise ValueError for True.
         virtual_batch_size: None, or an int >= 1: ghost batch normalization.
             In training, the batch is split into `batch // virtual_batch_size`
             virtual batches, normalized with their own statistics, and the
@@ -204,13 +273,10 @@ class BatchNormalization(keras.layers.Layer):
         self.axis = check_int("axis", axis)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0)
         self.epsilon = check_float("epsilon", epsilon, low=0.0, low_open=True)
-        self.center = check_bool("center", center)
-        self.scale = check_bool("scale", scale)
-        self.renorm = check_bool("renorm", renorm)
-        renorm_clipping = _check_renorm_clipping(renorm_clipping)
-        if self.renorm and renorm_clipping is None:
-            renorm_clipping = {}
-        self.renorm_clipping = renorm_clipping
+        self.center = _check_flag("center", center)
+        self.scale = _check_flag("scale", scale)
+        self.renorm = _check_flag("renorm", renorm)
+        self.renorm_clipping = _check_renorm_clipping(renorm_clipping, self.renorm)
         self.renorm_momentum = check_float(
             "renorm_momentum", renorm_momentum, low=0.0, high=1.0
         )
@@ -258,24 +324,26 @@ class BatchNormalization(keras.layers.Layer):
         self.moving_mean = None
         self.moving_variance = None
 
-    def _check_input_shape(self, input_shape):
+    def _check_axis(self, input_shape):
+        """Returns the normalized axis as a non-negative index."""
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
-            raise ValueError(
-                f"Input of rank {rank} has no axis {self.axis} to normalize. "
-                f"Expected an input of rank >= "
-                f"{self.axis + 1 if self.axis >= 0 else -self.axis}. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-        if input_shape[self.axis] is None:
-            raise ValueError(
-                f"The normalized axis {self.axis} must have a known size. "
-                f"Received: input_shape={tuple(input_shape)}"
+            raise invalid_argument(
+                "axis",
+                f"an int in [{-rank}, {rank - 1}] for inputs of rank {rank} "
+                f"(Axis {self.axis} is out of bounds for input shape "
+                f"{tuple(input_shape)})",
+                self.axis,
             )
         return self.axis % rank
 
     def build(self, input_shape):
-        axis = self._check_input_shape(input_shape)
+        axis = self._check_axis(input_shape)
+        if input_shape[axis] is None:
+            raise ValueError(
+                f"The normalized axis {self.axis} must have a known size. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
         shape = (input_shape[axis],)
         if self.scale:
             self.gamma = self.add_weight(
@@ -344,17 +412,19 @@ class BatchNormalization(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        rank = len(input_shape)
-        if not -rank <= self.axis < rank:
-            self._check_input_shape(input_shape)
-        return tuple(input_shape)
+        self._check_axis(input_shape)
+        return input_shape
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            # The template's tail names the mask's shape: a tensor's repr
+            # would flood the message.
             raise ValueError(
-                "The mask must have one dimension less than the inputs. "
-                f"Received: mask.shape={tuple(mask.shape)}, "
-                f"inputs.shape={tuple(inputs.shape)}"
+                "Invalid value received for argument `mask`. Expected a mask "
+                f"of rank {len(inputs.shape) - 1} for inputs of shape "
+                f"{tuple(inputs.shape)} (The mask provided should be one "
+                "dimension less than the inputs). "
+                f"Received: mask.shape={tuple(mask.shape)}"
             )
         # Statistics in float16 overflow for inputs above ~256 (squares pass
         # 65504), so everything below runs in float32, or float64 for float64
@@ -590,7 +660,9 @@ class BatchNormalization(keras.layers.Layer):
             "synchronized": self.synchronized,
             "renorm": self.renorm,
             "renorm_clipping": (
-                None if self.renorm_clipping is None else dict(self.renorm_clipping)
+                dict(self.renorm_clipping)
+                if isinstance(self.renorm_clipping, dict)
+                else self.renorm_clipping
             ),
             "renorm_momentum": self.renorm_momentum,
         }
@@ -599,6 +671,54 @@ class BatchNormalization(keras.layers.Layer):
         if self.virtual_batch_size is not None:
             config["virtual_batch_size"] = self.virtual_batch_size
         return {**super().get_config(), **config}
+
+
+def is_batch_normalization(layer: Any) -> bool:
+    """Returns True if `layer` is a batch normalization layer.
+
+    True for instances of `keras.layers.BatchNormalization`,
+    `keras_reg.layers.BatchNormalization`, Keras's `SyncBatchNormalization`
+    where Keras exports one, and subclasses of these; False for anything
+    else. keras_reg's layer is not a subclass of Keras's, so
+    `isinstance(layer, keras.layers.BatchNormalization)` misses it: the
+    fine-tuning idiom that keeps batch normalization frozen while unfreezing
+    the rest of a model should test this function instead.
+
+    Args:
+        layer: Any object, usually a Keras layer.
+
+    Returns:
+        A Python bool.
+
+    Example:
+
+    >>> import keras
+    >>> import keras_reg
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8),
+    ...     keras_reg.layers.BatchNormalization(),
+    ...     keras.layers.Dense(8),
+    ...     keras.layers.BatchNormalization(),
+    ...     keras.layers.Dense(1),
+    ... ])
+    >>> for layer in model.layers:
+    ...     layer.trainable = False
+    >>> # Unfreeze the top layers, but keep batch normalization frozen.
+    >>> for layer in model.layers[-4:]:
+    ...     if not keras_reg.layers.is_batch_normalization(layer):
+    ...         layer.trainable = True
+    >>> [layer.trainable for layer in model.layers]
+    [False, False, True, False, True]
+    >>> isinstance(model.layers[1], keras.layers.BatchNormalization)
+    False
+    """
+    classes = [keras.layers.BatchNormalization, BatchNormalization]
+    # Keras 3.15 does not export it; tf-keras 2 did, and a later Keras may.
+    sync = getattr(keras.layers, "SyncBatchNormalization", None)
+    if isinstance(sync, type):
+        classes.append(sync)
+    return isinstance(layer, tuple(classes))
 
 
 def _value(variable):
