@@ -136,16 +136,32 @@ def test_min_delta_ignores_improvements_not_larger_than_min_delta():
 
 def test_negative_min_delta_means_its_absolute_value_as_in_keras():
     values = [4.0, 3.75, 3.5, 3.25, 3.0, 2.0]
+    assert EarlyStopping(min_delta=-0.5).min_delta == 0.5
     ours, _ = _run_both(values, mode="min", patience=2, min_delta=-0.5)
-    assert ours.min_delta == 0.5
     assert ours.stopped_epoch == 2
+    assert ours.get_config()["min_delta"] == 0.5
+
+
+@pytest.mark.parametrize("mode, sign", [("min", -1), ("max", 1)])
+def test_min_delta_turns_negative_once_the_direction_is_min_as_in_keras(mode, sign):
+    # Keras stores abs(min_delta) and negates it when it learns, at the first
+    # epoch end, that the monitor is minimized; a second fit does not negate
+    # it again.
+    model = _built_model()
+    ours = EarlyStopping(monitor="score", mode=mode, min_delta=0.25)
+    theirs = keras.callbacks.EarlyStopping(monitor="score", mode=mode, min_delta=0.25)
+    assert ours.min_delta == theirs.min_delta == 0.25
+    for _ in range(2):
+        _drive(ours, model, [1.0, 2.0])
+        _drive(theirs, model, [1.0, 2.0])
+        assert ours.min_delta == theirs.min_delta == sign * 0.25
 
 
 def test_mode_max_keeps_the_highest_value():
     values = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9]
     ours, epochs_run = _run_both(values, mode="max", patience=2)
     assert (ours.stopped_epoch, ours.best, ours.best_epoch) == (3, 0.5, 1)
-    assert ours.monitor_op is np.greater
+    assert ours.monitor_op is keras.ops.greater
     assert epochs_run == 4
 
 
@@ -153,7 +169,7 @@ def test_mode_min_keeps_the_lowest_value():
     values = [0.9, 0.5, 0.6, 0.55, 0.7]
     ours, _ = _run_both(values, mode="min", patience=2)
     assert (ours.stopped_epoch, ours.best, ours.best_epoch) == (3, 0.5, 1)
-    assert ours.monitor_op is np.less
+    assert ours.monitor_op is keras.ops.less
 
 
 def test_auto_mode_minimizes_val_loss():
@@ -161,7 +177,7 @@ def test_auto_mode_minimizes_val_loss():
     x, y = _data()
     callback = EarlyStopping(monitor="val_loss", patience=5)
     model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[callback])
-    assert callback.monitor_op is np.less
+    assert callback.monitor_op is keras.ops.less
 
 
 def test_auto_mode_maximizes_a_compiled_accuracy_metric():
@@ -178,9 +194,8 @@ def test_auto_mode_maximizes_a_compiled_accuracy_metric():
         verbose=0,
         callbacks=[ours, mae, theirs],
     )
-    assert ours.monitor_op is np.greater
-    assert mae.monitor_op is np.less
-    assert theirs.monitor_op is keras.ops.greater
+    assert ours.monitor_op is theirs.monitor_op is keras.ops.greater
+    assert mae.monitor_op is keras.ops.less
 
 
 def test_auto_mode_follows_a_metric_objects_direction():
@@ -189,17 +204,99 @@ def test_auto_mode_follows_a_metric_objects_direction():
     x, y = _data()
     callback = EarlyStopping(monitor="area", patience=5)
     model.fit(x, (y > 0).astype("float32"), epochs=1, verbose=0, callbacks=[callback])
-    assert callback.monitor_op is np.greater
+    assert callback.monitor_op is keras.ops.greater
+
+
+def _identity(y_true, y_pred):
+    return y_true
+
+
+def _public_metrics():
+    """One instance of every public Keras metric class that can be built."""
+    needs = {
+        "PrecisionAtRecall": {"recall": 0.5},
+        "RecallAtPrecision": {"precision": 0.5},
+        "SensitivityAtSpecificity": {"specificity": 0.5},
+        "SpecificityAtSensitivity": {"sensitivity": 0.5},
+        "IoU": {"num_classes": 2, "target_class_ids": [0]},
+        "MeanIoU": {"num_classes": 2},
+        "OneHotIoU": {"num_classes": 2, "target_class_ids": [0]},
+        "OneHotMeanIoU": {"num_classes": 2},
+        "MeanMetricWrapper": {"fn": _identity},
+    }
+    metrics = []
+    for name in sorted(dir(keras.metrics)):
+        cls = getattr(keras.metrics, name)
+        if isinstance(cls, type) and issubclass(cls, keras.metrics.Metric):
+            if name != "Metric":
+                metrics.append(cls(**needs.get(name, {})))
+    return metrics
+
+
+def _loss_metrics():
+    """A MeanMetricWrapper around every public Keras loss, and two others."""
+    metrics = []
+    for name in sorted(dir(keras.losses)):
+        loss = getattr(keras.losses, name)
+        if isinstance(loss, type):
+            if issubclass(loss, keras.losses.Loss) and name not in ("Loss",):
+                try:
+                    loss = loss()
+                except TypeError:  # needs arguments
+                    continue
+            else:
+                continue
+        elif not callable(loss) or name in ("get", "serialize", "deserialize"):
+            continue
+        metrics.append(keras.metrics.MeanMetricWrapper(loss))
+
+    def my_error(y_true, y_pred):
+        return y_true - y_pred
+
+    metrics.append(keras.metrics.MeanMetricWrapper(my_error))
+    return metrics
+
+
+def test_metric_directions_are_the_ones_keras_reads_from_its_metrics():
+    # Keras's auto mode reads a private `_direction`; ours reads public
+    # names. Both must agree on every public metric and on metrics made of
+    # losses (Keras minimizes a metric made of one of its own losses).
+    from keras_reg.callbacks.early_stopping import _metric_direction
+
+    checked = 0
+    for metric in [*_public_metrics(), *_loss_metrics()]:
+        expected = getattr(metric, "_direction", None)
+        if "generalized_cross_entropy" in str(metric.get_config().get("fn")):
+            # Keras 3.15.1 leaves this loss out of its list of losses, so it
+            # has no direction and Keras's auto mode raises; ours minimizes.
+            assert expected is None
+            expected = "down"
+        assert _metric_direction(metric) == expected, metric
+        checked += 1
+    assert checked > 60
+
+
+def test_auto_mode_minimizes_a_metric_made_of_a_keras_loss_like_keras():
+    model = _model(metrics=[keras.losses.huber, keras.losses.cosine_similarity])
+    x, y = _data()
+    names = ("huber", "val_cosine_similarity")
+    ours = [EarlyStopping(monitor=name, patience=5) for name in names]
+    theirs = [keras.callbacks.EarlyStopping(monitor=name, patience=5) for name in names]
+    model.fit(
+        x, y, validation_data=(x, y), epochs=1, verbose=0, callbacks=[*ours, *theirs]
+    )
+    for mine, keras_callback in zip(ours, theirs, strict=True):
+        assert mine.monitor_op is keras_callback.monitor_op is keras.ops.less
 
 
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("val_auc", np.greater),
-        ("custom_accuracy", np.greater),
-        ("val_f1", np.greater),
-        ("val_reconstruction_error", np.less),
-        ("my_loss", np.less),
+        ("val_auc", keras.ops.greater),
+        ("custom_accuracy", keras.ops.greater),
+        ("val_f1", keras.ops.greater),
+        ("val_reconstruction_error", keras.ops.less),
+        ("my_loss", keras.ops.less),
     ],
 )
 def test_auto_mode_falls_back_on_words_in_the_metric_name(name, expected):
@@ -211,16 +308,24 @@ def test_auto_mode_falls_back_on_words_in_the_metric_name(name, expected):
     assert callback.monitor_op is expected
 
 
-def test_auto_mode_raises_when_the_direction_cannot_be_inferred():
-    callback = EarlyStopping(monitor="score")
-    callback.set_model(_built_model())
-    callback.on_train_begin()
-    with pytest.raises(ValueError) as error:
-        callback.on_epoch_end(0, {"score": 1.0})
-    assert str(error.value) == (
-        "EarlyStopping cannot tell whether `score` should be maximized or "
-        'minimized. Pass mode="max" to keep the highest value or mode="min" to '
-        "keep the lowest."
+def test_auto_mode_raises_keras_error_when_the_direction_cannot_be_inferred():
+    messages = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(monitor="score")
+        callback.set_model(_built_model())
+        callback.on_train_begin()
+        with pytest.raises(ValueError) as error:
+            callback.on_epoch_end(0, {"score": 1.0})
+        messages.append(str(error.value))
+    assert (
+        messages[0]
+        == messages[1]
+        == (
+            "EarlyStopping callback received monitor=score, but Keras isn't able to "
+            "automatically determine whether that metric should be maximized or "
+            "minimized. Pass `mode='max'` in order to monitor based on the highest "
+            "metric value, or pass `mode='min'` in order to use the lowest value."
+        )
     )
 
 
@@ -308,44 +413,119 @@ def test_reuse_across_two_fit_calls_resets_state():
         np.testing.assert_array_equal(restored, recorded)
 
 
-def test_verbose_prints_keras_messages_with_the_reason(capsys):
+def _printed(capsys, callback_class, values, **kwargs):
+    capsys.readouterr()
+    _fit_scripted(callback_class(monitor="score", **kwargs), values)
+    return capsys.readouterr().out
+
+
+def test_verbose_prints_keras_lines_word_for_word(capsys):
+    kwargs = dict(
+        mode="min", patience=2, min_delta=0.001, verbose=1, restore_best_weights=True
+    )
     values = [5.0, 4.0, 2.0, 3.0, 3.5]
-    callback = EarlyStopping(
-        monitor="score",
+    ours = _printed(capsys, EarlyStopping, values, **kwargs)
+    theirs = _printed(capsys, keras.callbacks.EarlyStopping, values, **kwargs)
+    assert (
+        ours
+        == theirs
+        == (
+            "Epoch 5: early stopping\n"
+            "Restoring model weights from the end of the best epoch: 3.\n"
+        )
+    )
+
+
+def test_verbose_true_prints_like_keras_when_restoring_without_a_stop(capsys):
+    kwargs = dict(mode="min", patience=5, verbose=True, restore_best_weights=True)
+    values = [5.0, 1.0, 3.0]
+    ours = _printed(capsys, EarlyStopping, values, **kwargs)
+    theirs = _printed(capsys, keras.callbacks.EarlyStopping, values, **kwargs)
+    assert (
+        ours
+        == theirs
+        == ("Restoring model weights from the end of the best epoch: 2.\n")
+    )
+
+
+def test_verbose_prints_nothing_when_nothing_happens_as_in_keras(capsys):
+    kwargs = dict(mode="min", patience=5, verbose=1)
+    ours = _printed(capsys, EarlyStopping, [3.0, 2.0], **kwargs)
+    theirs = _printed(capsys, keras.callbacks.EarlyStopping, [3.0, 2.0], **kwargs)
+    assert ours == theirs == ""
+
+
+def test_verbose_goes_to_absl_logging_when_interactive_logging_is_off(capsys):
+    kwargs = dict(mode="min", patience=0, verbose=1, restore_best_weights=True)
+    keras.config.disable_interactive_logging()
+    try:
+        ours = _printed(capsys, EarlyStopping, [1.0, 2.0], **kwargs)
+        theirs = _printed(capsys, keras.callbacks.EarlyStopping, [1.0, 2.0], **kwargs)
+    finally:
+        keras.config.enable_interactive_logging()
+    assert ours == theirs == ""
+
+
+def test_verbose_2_also_says_why_training_stopped(capsys):
+    values = [5.0, 4.0, 2.0, 3.0, 3.5]
+    out = _printed(
+        capsys,
+        EarlyStopping,
+        values,
         mode="min",
         patience=2,
         min_delta=0.001,
-        verbose=1,
+        verbose=2,
         restore_best_weights=True,
     )
-    _fit_scripted(callback, values)
-    assert capsys.readouterr().out == (
+    assert out == (
         "Epoch 5: early stopping: score did not improve by more than 0.001 for "
         "2 epochs (best 2.0000 at epoch 3).\n"
         "Restoring model weights from the end of the best epoch: 3.\n"
     )
 
 
-def test_warns_when_the_monitored_metric_is_missing():
-    callback = EarlyStopping(monitor="val_missing", mode="min")
-    callback.set_model(_model())
-    callback.on_train_begin()
-    with pytest.warns(UserWarning) as record:
-        callback.on_epoch_end(0, {"loss": 1.0, "mae": 2.0})
-    assert [str(w.message) for w in record] == [
-        "Early stopping conditioned on metric `val_missing` which is not "
-        "available. Available metrics are: loss,mae"
-    ]
-    assert callback.best is None and callback.wait == 0
+def test_warns_like_keras_when_the_monitored_metric_is_missing():
+    messages = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(monitor="val_missing", mode="min")
+        callback.set_model(_model())
+        callback.on_train_begin()
+        with pytest.warns(UserWarning) as record:
+            callback.on_epoch_end(0, {"loss": 1.0, "mae": 2.0})
+        messages.append([str(w.message) for w in record])
+        assert callback.best is None and callback.wait == 0
+    assert (
+        messages[0]
+        == messages[1]
+        == [
+            "Early stopping conditioned on metric `val_missing` which is not "
+            "available. Available metrics are: loss,mae"
+        ]
+    )
+
+
+KERAS_STATE = ("best", "wait", "stopped_epoch", "monitor_op", "best_weights")
 
 
 def test_public_attributes_match_keras_before_training():
     ours = EarlyStopping(baseline=0.5, patience=3)
     theirs = keras.callbacks.EarlyStopping(baseline=0.5, patience=3)
-    for name in ("best", "wait", "stopped_epoch", "monitor_op", "best_weights"):
+    for name in (*KERAS_STATE, *KERAS_ARGUMENTS, "model", "params"):
         assert getattr(ours, name) == getattr(theirs, name), name
-    for name in KERAS_ARGUMENTS:
-        assert getattr(ours, name) == getattr(theirs, name), name
+    # Keras creates best_epoch in on_train_begin; ours has it from the start.
+    assert ours.best_epoch == 0
+
+
+def test_train_begin_resets_every_per_run_attribute_as_in_keras():
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(monitor="score", patience=3)
+        callback.set_model(_built_model())
+        callback.best, callback.wait, callback.stopped_epoch = 0.1, 3, 5
+        callback.best_epoch, callback.best_weights = 5, object()
+        callback.on_train_begin()
+        assert (callback.best, callback.wait, callback.stopped_epoch) == (None, 0, 0)
+        assert (callback.best_epoch, callback.best_weights) == (0, None)
 
 
 # ---------------------------------------------------------------------------
@@ -353,6 +533,7 @@ def test_public_attributes_match_keras_before_training():
 
 
 def _drive(callback, model, values):
+    """Drives `callback` by hand on `{"score": value}` logs; returns the last epoch."""
     callback.set_model(model)
     model.stop_training = False
     callback.on_train_begin()
@@ -370,9 +551,17 @@ def _built_model():
     return model
 
 
+def _same_value(a, b):
+    if a is None or b is None:
+        return a is b
+    a, b = float(a), float(b)
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
 def _assert_same_as_keras(values, **kwargs):
     model = _built_model()
     ours = EarlyStopping(monitor="score", **kwargs)
+    kwargs.pop("check_finite", None)
     theirs = keras.callbacks.EarlyStopping(monitor="score", **kwargs)
     last_ours = _drive(ours, model, values)
     last_theirs = _drive(theirs, model, values)
@@ -380,38 +569,64 @@ def _assert_same_as_keras(values, **kwargs):
     assert ours.stopped_epoch == theirs.stopped_epoch
     assert ours.best_epoch == theirs.best_epoch
     assert ours.wait == theirs.wait
-    if theirs.best is None or ours.best is None:
-        assert ours.best is theirs.best
-    else:
-        # Both hold the monitored value itself, as a Python float.
-        assert ours.best == float(theirs.best)
+    # Both hold the monitored value itself, as a Python float.
+    assert _same_value(ours.best, theirs.best)
 
 
-def test_check_finite_false_matches_keras_even_on_nan():
-    # Keras makes a NaN in the first epoch the best forever; with
-    # check_finite=False ours reproduces exactly that.
-    values = [math.nan, 1.0, 0.5, 0.2]
+def test_nan_by_default_behaves_exactly_as_in_keras():
+    # A NaN never compares better, so wait grows; a NaN in the first
+    # monitored epoch becomes the best and nothing improves on it.
+    for values in ([1.0, math.nan, math.nan, 0.5], [math.nan, 1.0, 0.5, 0.2]):
+        _assert_same_as_keras(values, mode="min", patience=2)
+        _assert_same_as_keras(values, mode="min", patience=2, check_finite=False)
     model = _built_model()
-    ours = EarlyStopping(monitor="score", mode="min", patience=2, check_finite=False)
-    theirs = keras.callbacks.EarlyStopping(monitor="score", mode="min", patience=2)
-    _drive(ours, model, values)
-    _drive(theirs, model, values)
-    assert ours.stopped_epoch == theirs.stopped_epoch == 2
-    assert math.isnan(ours.best) and math.isnan(float(theirs.best))
+    ours = EarlyStopping(monitor="score", mode="min", patience=2)
+    _drive(ours, model, [math.nan, 1.0, 0.5, 0.2])
+    assert ours.stopped_epoch == 2 and math.isnan(ours.best)
+    assert ours.stop_reason == "patience"
 
 
-# Values on a grid of quarters are exact in float32 and float64, so Keras's
-# float32 comparison and ours (float64) agree on every pair.
-_grid = st.integers(min_value=0, max_value=16).map(lambda i: i / 4)
+def test_nan_by_default_restores_the_same_weights_as_keras():
+    values = [1.0, 0.5, math.nan, math.nan, math.nan]
+    models = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(monitor="score", patience=2, mode="min")
+        callback.restore_best_weights = True
+        model = DuckModel()
+        _drive_duck(callback, model, values)
+        models.append((model.weights, callback.stopped_epoch, callback.best_epoch))
+    assert models[0] == models[1] == ("weights of epoch 1", 3, 1)
 
 
-@settings(max_examples=40, deadline=None)
+# Quarters are exact in float32 and float64; the other values are pairs that
+# only float64 tells apart, float32's largest value, NaN and infinities, where
+# Keras's float32 comparison must be reproduced exactly.
+_values = st.one_of(
+    st.integers(min_value=0, max_value=16).map(lambda i: i / 4),
+    st.sampled_from(
+        [
+            1.0,
+            1.0 + 1e-9,
+            1.0 - 1e-9,
+            float(np.nextafter(np.float32(1), np.float32(2))),
+            float(np.nextafter(np.float32(1), np.float32(0))),
+            3.4028235e38,
+            math.nan,
+            math.inf,
+            -math.inf,
+        ]
+    ),
+)
+_baselines = st.none() | st.integers(min_value=0, max_value=16).map(lambda i: i / 4)
+
+
+@settings(max_examples=60, deadline=None)
 @given(
-    values=st.lists(_grid, min_size=1, max_size=12),
+    values=st.lists(_values, min_size=1, max_size=12),
     patience=st.integers(min_value=0, max_value=3),
-    min_delta=st.sampled_from([0.0, 0.25, 0.5]),
+    min_delta=st.sampled_from([0, 0.0, 1e-9, 0.25, 0.5]),
     mode=st.sampled_from(["min", "max"]),
-    baseline=st.none() | _grid,
+    baseline=_baselines | st.sampled_from([1.0 + 1e-9, math.inf, -math.inf]),
     start_from_epoch=st.integers(min_value=0, max_value=3),
     restore_best_weights=st.booleans(),
 )
@@ -429,6 +644,249 @@ def test_matches_keras_on_random_metric_sequences(
             start_from_epoch=start_from_epoch,
             restore_best_weights=restore_best_weights,
         )
+
+
+_EDGE_VALUES = (
+    0.0,
+    0.3,
+    0.30000001,
+    1.0,
+    1.0 + 1e-9,
+    1.0 - 1e-9,
+    float(np.nextafter(np.float32(1), np.float32(2))),
+    3.4028235e38,
+    3.5e38,
+    1e39,
+    1e-50,
+    2e-50,
+    -1e-50,
+    math.nan,
+    math.inf,
+    -math.inf,
+    1,
+    np.float32(0.3),
+    np.float64(0.30000001),
+)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("min_delta", [0, 1e-9, 0.1])
+def test_is_improvement_agrees_with_keras_on_edge_values(mode, min_delta):
+    model = _built_model()
+    ours = EarlyStopping(monitor="score", mode=mode, min_delta=min_delta)
+    theirs = keras.callbacks.EarlyStopping(
+        monitor="score", mode=mode, min_delta=min_delta
+    )
+    for callback in (ours, theirs):
+        callback.set_model(model)
+        callback._set_monitor_op()
+    for value in _EDGE_VALUES:
+        for reference in _EDGE_VALUES:
+            try:
+                expected = bool(theirs._is_improvement(value, reference))
+            except ValueError:
+                # TensorFlow cannot make a float32 tensor of 1e39: Keras
+                # raises there, and has no answer to compare with.
+                continue
+            assert ours._is_improvement(value, reference) is expected, (
+                value,
+                reference,
+            )
+
+
+# ---------------------------------------------------------------------------
+# best_weights and models that only offer get_weights / set_weights.
+
+
+class DuckModel:
+    """A model in name only: `get_weights`, `set_weights`, `stop_training`.
+
+    Its "weights" are a label; `weights` is a plain attribute, not a list of
+    Keras variables.
+    """
+
+    def __init__(self):
+        self.stop_training = False
+        self.weights = "initial weights"
+
+    def get_weights(self):
+        return self.weights
+
+    def set_weights(self, weights):
+        self.weights = weights
+
+
+def _drive_duck(callback, model, values, *, weights=None):
+    """Drives `callback` through the callback API; weights change each epoch."""
+    weights = weights or (lambda epoch: f"weights of epoch {epoch}")
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, value in enumerate(values):
+        model.set_weights(weights(epoch))
+        callback.on_epoch_end(epoch, {"score": value})
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return epoch
+
+
+@pytest.mark.parametrize(
+    "values, kwargs",
+    [
+        ([0.2, 0.15, 0.1, 0.11, 0.12], dict(patience=2)),
+        ([0.9, 0.8, 0.7, 0.71, 0.72, 0.73], dict(patience=5, baseline=0.5)),
+        ([0.3, 0.2, 0.25, 0.1], dict(patience=10)),
+        ([0.3, 0.2, 0.25, 0.1, 0.4, 0.5], dict(patience=1, start_from_epoch=2)),
+    ],
+)
+def test_duck_typed_model_is_stopped_and_restored_as_by_keras(values, kwargs):
+    outcomes = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        model = DuckModel()
+        callback = callback_class(
+            monitor="score", mode="min", restore_best_weights=True, **kwargs
+        )
+        last = _drive_duck(callback, model, values)
+        outcomes.append(
+            (last, callback.stopped_epoch, callback.best_epoch, model.weights)
+        )
+    assert outcomes[0] == outcomes[1]
+
+
+def test_duck_typed_model_with_array_weights_gets_them_back():
+    rng = np.random.default_rng(0)
+    per_epoch = [[rng.normal(size=(3, 2)), rng.normal(size=2)] for _ in range(5)]
+    restored = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        model = DuckModel()
+        callback = callback_class(
+            monitor="score", mode="max", patience=1, restore_best_weights=True
+        )
+        _drive_duck(
+            callback,
+            model,
+            [0.1, 0.5, 0.4, 0.3, 0.9],
+            weights=lambda epoch: [np.copy(w) for w in per_epoch[epoch]],
+        )
+        restored.append(model.weights)
+    for ours, theirs, expected in zip(*restored, per_epoch[1], strict=True):
+        np.testing.assert_array_equal(ours, expected)
+        np.testing.assert_array_equal(theirs, expected)
+
+
+def test_keras_model_with_its_own_get_and_set_weights_has_them_called():
+    # A model that overrides get_weights/set_weights is treated as Keras
+    # treats it: its methods, not its variables, are the weights.
+    calls = []
+
+    class Wrapped(keras.Sequential):
+        def get_weights(self):
+            calls.append("get")
+            return super().get_weights()
+
+        def set_weights(self, weights):
+            calls.append("set")
+            super().set_weights(weights)
+
+    model = Wrapped([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = EarlyStopping(
+        monitor="score", mode="min", patience=5, restore_best_weights=True
+    )
+    _, _, recorder = _fit_scripted(callback, [3.0, 1.0, 2.0], model=model)
+    assert calls.count("set") == 1 and "get" in calls
+    for restored, recorded in zip(
+        model.get_weights(), recorder.weights[1], strict=True
+    ):
+        np.testing.assert_array_equal(restored, recorded)
+
+
+def test_best_weights_is_assignable_and_the_assigned_value_is_restored():
+    values = [3.0, 1.0, 2.0, 2.5]
+    model = _model()
+    replacement = [np.full(w.shape, 0.5, w.dtype) for w in model.get_weights()]
+
+    class Replace(keras.callbacks.Callback):
+        def __init__(self, target):
+            super().__init__()
+            self.target = target
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                self.target.best_weights = replacement
+
+    results = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        model = _model()
+        callback = callback_class(
+            monitor="score", mode="min", patience=10, restore_best_weights=True
+        )
+        x, y = _data()
+        model.fit(
+            x,
+            y,
+            epochs=len(values),
+            verbose=0,
+            callbacks=[ScriptedMetric("score", values), callback, Replace(callback)],
+        )
+        assert callback.best_weights is replacement
+        results.append(model.get_weights())
+    for ours, theirs, expected in zip(*results, replacement, strict=True):
+        np.testing.assert_array_equal(ours, expected)
+        np.testing.assert_array_equal(theirs, expected)
+
+
+def test_best_weights_holds_the_best_epochs_arrays_like_keras():
+    values = [3.0, 1.0, 2.0]
+    held = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(
+            monitor="score", mode="min", patience=10, restore_best_weights=True
+        )
+        _, _, recorder = _fit_scripted(callback, values)
+        assert isinstance(callback.best_weights, list)
+        held.append([np.array(w, copy=True) for w in callback.best_weights])
+        for kept, recorded in zip(held[-1], recorder.weights[1], strict=True):
+            np.testing.assert_array_equal(kept, recorded)
+    assert len(held[0]) == len(held[1])
+
+
+def test_best_weights_set_to_none_takes_the_next_epoch_as_keras_does():
+    values = [0.5, 0.4, 0.6, 0.7, 0.8]
+    outcomes = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        model = DuckModel()
+        callback = callback_class(
+            monitor="score", mode="min", patience=10, restore_best_weights=True
+        )
+        callback.set_model(model)
+        callback.on_train_begin()
+        for epoch, value in enumerate(values):
+            model.set_weights(f"weights of epoch {epoch}")
+            callback.on_epoch_end(epoch, {"score": value})
+            if epoch == 2:
+                callback.best_weights = None
+        callback.on_train_end()
+        outcomes.append((callback.best_epoch, model.weights))
+    assert outcomes[0] == outcomes[1] == (3, "weights of epoch 3")
+
+
+def test_default_stop_is_the_same_as_keras_for_a_never_built_sequential():
+    # Keras's own style of test: an empty Sequential driven by hand.
+    losses = [10.0, 9.0, 8.0, 9.0, 8.9, 8.8, 8.7, 8.6, 8.5]
+    for patience in range(4):
+        stopped = []
+        for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+            callback = callback_class(monitor="loss", patience=patience)
+            callback.set_model(keras.Sequential())
+            callback.model.compile(loss="mse", optimizer="sgd")
+            callback.on_train_begin()
+            for epoch, loss in enumerate(losses):
+                callback.on_epoch_end(epoch, {"loss": loss})
+                if callback.model.stop_training:
+                    break
+            stopped.append(callback.stopped_epoch)
+        assert stopped[0] == stopped[1] == max(patience, 1) + 2
 
 
 # ---------------------------------------------------------------------------
@@ -457,12 +915,21 @@ def test_get_config_returns_exactly_the_constructor_arguments():
         "baseline": 0.5,
         "restore_best_weights": True,
         "start_from_epoch": 2,
-        "check_finite": True,
+        "check_finite": False,
         "stopping_threshold": None,
         "divergence_threshold": None,
-        "handle_interrupt": True,
+        "handle_interrupt": False,
         "checkpoint_path": None,
     }
+
+
+def test_new_arguments_default_to_keras_behaviour():
+    callback = EarlyStopping()
+    assert callback.check_finite is False
+    assert callback.handle_interrupt is False
+    assert callback.stopping_threshold is None
+    assert callback.divergence_threshold is None
+    assert callback.checkpoint_path is None
 
 
 def test_config_and_json_round_trip():
@@ -491,44 +958,130 @@ def test_positional_arguments_are_keras_order():
 
 
 # ---------------------------------------------------------------------------
-# Bad input: the whole message.
+# What Keras accepts is accepted.
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"verbose": True},
+        {"verbose": False},
+        {"verbose": 2},
+        {"verbose": -1},
+        {"verbose": np.int64(1)},
+        {"min_delta": 0},
+        {"min_delta": 1},
+        {"min_delta": np.float32(0.25)},
+        {"baseline": 1},
+        {"baseline": np.float64(0.5)},
+        {"baseline": math.inf},
+        {"baseline": -math.inf},
+        {"patience": 2.5},
+        {"patience": 3.0},
+        {"patience": math.inf},
+        {"patience": np.int32(2)},
+        {"restore_best_weights": 1},
+        {"restore_best_weights": 0},
+        {"restore_best_weights": None},
+        {"restore_best_weights": np.bool_(True)},
+        {"start_from_epoch": -2},
+        {"start_from_epoch": 1.5},
+        {"start_from_epoch": np.int64(1)},
+    ],
+)
+def test_accepts_what_keras_accepts_and_behaves_the_same(kwargs):
+    ours = EarlyStopping(**kwargs)
+    theirs = keras.callbacks.EarlyStopping(**kwargs)
+    for name in KERAS_ARGUMENTS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    values = [1.0, 0.5, 0.75, 0.6, 0.4, 0.45, 0.5, 0.55, 0.6]
+    kwargs = {"mode": "min", **kwargs, "verbose": 0}
+    _assert_same_as_keras(values, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["MIN", "Max", "maximum", "", None, 1])
+def test_unknown_mode_warns_like_keras_and_falls_back_to_auto(mode):
+    messages = []
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        with pytest.warns(UserWarning) as record:
+            callback = callback_class(mode=mode)
+        assert callback.mode == "auto"
+        messages.append([str(w.message) for w in record])
+    assert (
+        messages[0]
+        == messages[1]
+        == [f"EarlyStopping mode '{mode}' is unknown, fallback to auto mode."]
+    )
+
+
+def test_unknown_mode_then_infers_the_direction_as_auto_does():
+    with pytest.warns(UserWarning):
+        callback = EarlyStopping(monitor="loss", mode="MIN")
+    callback.set_model(_built_model())
+    callback.on_train_begin()
+    callback.on_epoch_end(0, {"loss": 1.0})
+    assert callback.monitor_op is keras.ops.less
+
+
+# ---------------------------------------------------------------------------
+# Bad input: the whole message. Each refusal is a value Keras takes silently
+# and that can only be a mistake which changes what training does.
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
+        # Never matches a key of the logs (and `mode="auto"` crashes in Keras).
         ({"monitor": 3}, "Expected a non-empty string. Received: monitor=3"),
         ({"monitor": ""}, "Expected a non-empty string. Received: monitor=''"),
         ({"monitor": None}, "Expected a non-empty string. Received: monitor=None"),
+        # With NaN or an infinite delta, no epoch ever counts as an improvement.
         ({"min_delta": math.nan}, "Expected a finite float. Received: min_delta=nan"),
         ({"min_delta": math.inf}, "Expected a finite float. Received: min_delta=inf"),
+        # Keras reads True as 1 and a string fails only inside abs().
         ({"min_delta": True}, "Expected a finite float. Received: min_delta=True"),
         ({"min_delta": "0.1"}, "Expected a finite float. Received: min_delta='0.1'"),
-        ({"patience": -1}, "Expected an int >= 0. Received: patience=-1"),
-        ({"patience": 1.5}, "Expected an int >= 0. Received: patience=1.5"),
-        ({"patience": True}, "Expected an int >= 0. Received: patience=True"),
-        ({"patience": None}, "Expected an int >= 0. Received: patience=None"),
-        ({"verbose": -1}, "Expected an int >= 0. Received: verbose=-1"),
-        ({"verbose": True}, "Expected an int >= 0. Received: verbose=True"),
+        # Keras treats a negative patience as 0 (often meant as "no limit")
+        # and a NaN one as "never stop".
+        ({"patience": -1}, "Expected an int or float >= 0. Received: patience=-1"),
         (
-            {"mode": "maximum"},
-            'Expected one of "auto", "min", "max". Received: mode=\'maximum\'',
+            {"patience": math.nan},
+            "Expected an int or float >= 0. Received: patience=nan",
         ),
-        ({"mode": None}, 'Expected one of "auto", "min", "max". Received: mode=None'),
-        ({"baseline": math.nan}, "Expected a finite float. Received: baseline=nan"),
-        ({"baseline": -math.inf}, "Expected a finite float. Received: baseline=-inf"),
-        ({"baseline": False}, "Expected a finite float. Received: baseline=False"),
+        ({"patience": True}, "Expected an int or float >= 0. Received: patience=True"),
+        ({"patience": None}, "Expected an int or float >= 0. Received: patience=None"),
+        ({"verbose": "1"}, "Expected a bool or a number. Received: verbose='1'"),
+        ({"verbose": None}, "Expected a bool or a number. Received: verbose=None"),
+        # A NaN baseline is never beaten: training always stops after patience.
         (
-            {"restore_best_weights": 1},
-            "Expected a bool. Received: restore_best_weights=1",
+            {"baseline": math.nan},
+            "Expected None or a float that is not NaN. Received: baseline=nan",
         ),
         (
-            {"start_from_epoch": -2},
-            "Expected an int >= 0. Received: start_from_epoch=-2",
+            {"baseline": False},
+            "Expected None or a float that is not NaN. Received: baseline=False",
+        ),
+        # "False" is truthy: Keras would restore.
+        (
+            {"restore_best_weights": "False"},
+            "Expected a bool. Received: restore_best_weights='False'",
         ),
         (
-            {"start_from_epoch": 2.0},
-            "Expected an int >= 0. Received: start_from_epoch=2.0",
+            {"restore_best_weights": 2},
+            "Expected a bool. Received: restore_best_weights=2",
+        ),
+        # NaN silently skips the warm-up; infinity never monitors at all.
+        (
+            {"start_from_epoch": math.nan},
+            "Expected a finite int or float. Received: start_from_epoch=nan",
+        ),
+        (
+            {"start_from_epoch": math.inf},
+            "Expected a finite int or float. Received: start_from_epoch=inf",
+        ),
+        (
+            {"start_from_epoch": None},
+            "Expected a finite int or float. Received: start_from_epoch=None",
         ),
     ],
 )
@@ -547,8 +1100,8 @@ def test_from_config_validates_too():
     with pytest.raises(ValueError) as error:
         EarlyStopping.from_config(config)
     assert str(error.value) == (
-        "Invalid value received for argument `patience`. Expected an int >= 0. "
-        "Received: patience=-3"
+        "Invalid value received for argument `patience`. Expected an int or "
+        "float >= 0. Received: patience=-3"
     )
 
 

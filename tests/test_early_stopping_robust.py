@@ -84,7 +84,11 @@ def _fit_real_loss(callback, extra_callbacks, epochs=6):
 
 def test_nan_loss_at_epoch_k_stops_at_once_and_restores_last_finite_best(capsys):
     callback = EarlyStopping(
-        monitor="loss", patience=10, restore_best_weights=True, verbose=1
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=2,
+        check_finite=True,
     )
     model, history, recorder, _ = _fit_real_loss(callback, [PoisonWeights(3)])
     losses = history.history["loss"]
@@ -105,7 +109,11 @@ def test_nan_loss_at_epoch_k_stops_at_once_and_restores_last_finite_best(capsys)
 
 def test_nan_loss_at_epoch_zero_restores_weights_from_before_training(capsys):
     callback = EarlyStopping(
-        monitor="loss", patience=10, restore_best_weights=True, verbose=1
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=2,
+        check_finite=True,
     )
     model, history, _, initial = _fit_real_loss(callback, [PoisonWeights(0)])
     assert len(history.history["loss"]) == 1
@@ -119,7 +127,9 @@ def test_nan_loss_at_epoch_zero_restores_weights_from_before_training(capsys):
 
 
 def test_infinite_value_stops_at_once_in_max_mode():
-    callback = EarlyStopping(monitor="score", mode="max", patience=10)
+    callback = EarlyStopping(
+        monitor="score", mode="max", patience=10, check_finite=True
+    )
     _, history, _ = _fit_scripted(callback, [0.1, 0.2, math.inf, 0.3])
     assert len(history.history["loss"]) == 3
     assert (callback.stop_reason, callback.best, callback.best_epoch) == (
@@ -129,14 +139,29 @@ def test_infinite_value_stops_at_once_in_max_mode():
     )
 
 
-def test_check_finite_false_keeps_training_through_nan_as_keras_does():
-    callback = EarlyStopping(
-        monitor="score", mode="min", patience=1, check_finite=False
-    )
+@pytest.mark.parametrize("kwargs", [{}, {"check_finite": False}])
+def test_check_finite_false_keeps_training_through_nan_as_keras_does(kwargs):
+    callback = EarlyStopping(monitor="score", mode="min", patience=1, **kwargs)
     _, history, _ = _fit_scripted(callback, [1.0, math.nan, 0.5, 0.4])
     # NaN is simply not an improvement: wait reaches 1 at epoch 1 and stops.
     assert len(history.history["loss"]) == 2
     assert callback.stop_reason == "patience"
+
+
+def test_check_finite_verbose_1_prints_only_keras_lines(capsys):
+    callback = EarlyStopping(
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=1,
+        check_finite=True,
+    )
+    _, history, _, _ = _fit_real_loss(callback, [PoisonWeights(3)])
+    best_epoch = int(np.argmin(history.history["loss"][:3]))
+    assert capsys.readouterr().out == (
+        "Epoch 4: early stopping\n"
+        f"Restoring model weights from the end of the best epoch: {best_epoch + 1}.\n"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -186,21 +211,32 @@ def test_divergence_threshold_stops_once_worse(mode, values, threshold):
 
 
 def test_threshold_messages(capsys):
-    _fit_scripted(
-        EarlyStopping(
-            monitor="score", mode="min", patience=5, stopping_threshold=1, verbose=1
-        ),
-        [3.0, 0.5],
-    )
-    _fit_scripted(
-        EarlyStopping(
-            monitor="score", mode="min", patience=5, divergence_threshold=5, verbose=1
-        ),
-        [3.0, 6.0],
-    )
+    for verbose in (2, 1):
+        _fit_scripted(
+            EarlyStopping(
+                monitor="score",
+                mode="min",
+                patience=5,
+                stopping_threshold=1,
+                verbose=verbose,
+            ),
+            [3.0, 0.5],
+        )
+        _fit_scripted(
+            EarlyStopping(
+                monitor="score",
+                mode="min",
+                patience=5,
+                divergence_threshold=5,
+                verbose=verbose,
+            ),
+            [3.0, 6.0],
+        )
     assert capsys.readouterr().out == (
         "Epoch 2: early stopping: score 0.5000 is better than stopping_threshold 1.\n"
         "Epoch 2: early stopping: score 6.0000 is worse than divergence_threshold 5.\n"
+        "Epoch 2: early stopping\n"
+        "Epoch 2: early stopping\n"
     )
 
 
@@ -302,7 +338,11 @@ def test_ctrl_c_ends_the_epoch_restores_best_and_returns_history():
     old = signal.signal(signal.SIGINT, previous_handler)
     try:
         callback = EarlyStopping(
-            monitor="score", mode="min", patience=10, restore_best_weights=True
+            monitor="score",
+            mode="min",
+            patience=10,
+            restore_best_weights=True,
+            handle_interrupt=True,
         )
         model, history, recorder = _sigint_fit(callback, times=1)
         assert signal.getsignal(signal.SIGINT) is previous_handler
@@ -323,7 +363,11 @@ def test_ctrl_c_ends_the_epoch_restores_best_and_returns_history():
 def test_second_ctrl_c_interrupts_at_once_and_best_is_restored():
     previous = signal.getsignal(signal.SIGINT)
     callback = EarlyStopping(
-        monitor="score", mode="min", patience=10, restore_best_weights=True
+        monitor="score",
+        mode="min",
+        patience=10,
+        restore_best_weights=True,
+        handle_interrupt=True,
     )
     with pytest.raises(KeyboardInterrupt):
         with callback:
@@ -336,7 +380,160 @@ def test_second_ctrl_c_interrupts_at_once_and_best_is_restored():
     _assert_weights_equal(callback._fit_model.get_weights(), callback.best_weights)
 
 
-def test_handle_interrupt_false_installs_no_handler():
+_main_thread_only = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers exist only on the main thread",
+)
+
+
+@_main_thread_only
+def test_ctrl_c_by_default_raises_keyboard_interrupt_as_keras_does():
+    previous = signal.getsignal(signal.SIGINT)
+    for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
+        callback = callback_class(
+            monitor="score", mode="min", patience=10, restore_best_weights=True
+        )
+        with pytest.raises(KeyboardInterrupt):
+            _sigint_fit(callback, times=1)
+        assert signal.getsignal(signal.SIGINT) is previous
+    assert callback.best_epoch == 2
+
+
+@_main_thread_only
+def test_ctrl_c_by_default_in_the_context_manager_restores_best_then_raises():
+    # Restored means: after `fit` has raised, the model holds the best
+    # epoch's weights. On JAX `fit` writes its training state into the
+    # variables on the way out, so the restore must come after that.
+    callback = EarlyStopping(
+        monitor="score", mode="min", patience=10, restore_best_weights=True
+    )
+    recorder = WeightRecorder()
+    model = _model()
+    x, y = _data(n=64)
+    with pytest.raises(KeyboardInterrupt):
+        with callback:
+            model.fit(
+                x,
+                y,
+                batch_size=16,
+                epochs=8,
+                verbose=0,
+                shuffle=False,
+                callbacks=[
+                    SendSigint(3, times=1),
+                    ScriptedMetric("score", [5.0, 4.0, 3.0, 2.0, 1.0, 0, 0, 0]),
+                    recorder,
+                    callback,
+                ],
+            )
+    assert (callback.stop_reason, callback.stop_message) == (
+        "interrupted",
+        "training interrupted (Ctrl-C)",
+    )
+    assert callback.best_epoch == 2
+    _assert_weights_equal(model.get_weights(), recorder.weights[2])
+
+
+@_main_thread_only
+def test_ctrl_c_during_the_weight_copy_is_held_until_the_copy_is_complete(
+    monkeypatch,
+):
+    armed = []
+    copy = _snapshot.host_view
+
+    def host_view(variable, *, fast=True):
+        if armed:
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        return copy(variable, fast=fast)
+
+    monkeypatch.setattr(_snapshot, "host_view", host_view)
+
+    class ArmAt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                armed.append(True)
+
+    callback = EarlyStopping(
+        monitor="score", mode="min", patience=10, restore_best_weights=True
+    )
+    recorder = WeightRecorder()
+    model = _model()
+    x, y = _data()
+    with pytest.raises(KeyboardInterrupt):
+        with callback:
+            model.fit(
+                x,
+                y,
+                batch_size=16,
+                epochs=6,
+                verbose=0,
+                shuffle=False,
+                callbacks=[
+                    ScriptedMetric("score", [5.0, 4.0, 3.0, 2.0, 1.0, 0.5]),
+                    recorder,
+                    ArmAt(),
+                    callback,
+                ],
+            )
+    # The interrupt came while the first of eight variables was copied; all
+    # eight are epoch 2's, the epoch that `best_epoch` names.
+    assert not armed
+    assert callback.best_epoch == 2
+    _assert_weights_equal(callback.best_weights, recorder.weights[2])
+    _assert_weights_equal(model.get_weights(), recorder.weights[2])
+
+
+@_main_thread_only
+def test_held_ctrl_c_goes_to_the_handler_in_place_afterwards():
+    from keras_reg.callbacks.early_stopping import _sigint_held
+
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with _sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            assert seen == []
+        assert seen == [signal.SIGINT]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with _sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@_main_thread_only
+def test_after_fit_raised_outside_the_context_manager_ctrl_c_still_gets_out():
+    # fit raised and on_train_end never ran, so the handler is still in
+    # place: the first Ctrl-C asks for a stop that no fit will see, the second
+    # raises KeyboardInterrupt and puts the previous handler back.
+    previous = signal.getsignal(signal.SIGINT)
+    callback = EarlyStopping(monitor="score", mode="min", handle_interrupt=True)
+    model = _model()
+    x, y = _data()
+    with pytest.raises(RuntimeError):
+        model.fit(
+            x,
+            y,
+            epochs=3,
+            verbose=0,
+            callbacks=[ScriptedMetric("score", [3.0, 2.0, 1.0]), RaiseAt(1), callback],
+        )
+    assert signal.getsignal(signal.SIGINT) == callback._on_sigint
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.01)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"handle_interrupt": False}])
+def test_handle_interrupt_false_installs_no_handler(kwargs):
     seen = []
 
     class Spy(keras.callbacks.Callback):
@@ -344,7 +541,7 @@ def test_handle_interrupt_false_installs_no_handler():
             seen.append(signal.getsignal(signal.SIGINT))
 
     previous = signal.getsignal(signal.SIGINT)
-    callback = EarlyStopping(monitor="score", mode="min", handle_interrupt=False)
+    callback = EarlyStopping(monitor="score", mode="min", **kwargs)
     model = _model()
     x, y = _data()
     model.fit(
@@ -368,7 +565,7 @@ def test_off_the_main_thread_no_handler_is_installed():
     previous = signal.getsignal(signal.SIGINT)
     model = _model()
     x, y = _data()
-    callback = EarlyStopping(monitor="score", mode="min")
+    callback = EarlyStopping(monitor="score", mode="min", handle_interrupt=True)
 
     def train():
         try:
@@ -686,7 +883,8 @@ class Recorder(keras.callbacks.Callback):
             print("ready", flush=True)
 
 recorder = Recorder()
-callback = EarlyStopping(monitor="loss", patience=10**6, restore_best_weights=True)
+callback = EarlyStopping(monitor="loss", patience=10**6, restore_best_weights=True,
+                         handle_interrupt=True)
 history = model.fit(x, y, batch_size=8, epochs=10**6, verbose=0, shuffle=False,
                     callbacks=[Slow(), recorder, callback])
 equal = all(np.array_equal(a, b) for a, b in
@@ -706,9 +904,16 @@ print(json.dumps({
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
 def test_sigint_from_outside_ends_fit_normally_with_best_weights():
     child = _start_child(_SIGINT_CHILD)
-    _wait_for_line(child, "ready")
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=120)
+    try:
+        _wait_for_line(child, "ready")
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        # A child that ignored the signal trains for 10**6 epochs: never
+        # leave it running.
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     assert child.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert report["stop_reason"] == "interrupted"

@@ -84,16 +84,20 @@ class WeightSnapshot:
     def __init__(self, variables, *, fast=True):
         self.fast = fast
         self.buffers = []
+        self._dtypes = []
         for variable in variables:
             view = host_view(variable, fast=fast)
             self.buffers.append(np.empty(view.shape, dtype=view.dtype))
+            self._dtypes.append(str(variable.dtype))
 
     def matches(self, variables):
         """Whether the buffers fit `variables` (same count, shapes, dtypes)."""
         if len(variables) != len(self.buffers):
             return False
-        for variable, buffer in zip(variables, self.buffers, strict=True):
-            if tuple(variable.shape) != buffer.shape:
+        for variable, buffer, dtype in zip(
+            variables, self.buffers, self._dtypes, strict=True
+        ):
+            if tuple(variable.shape) != buffer.shape or str(variable.dtype) != dtype:
                 return False
         return True
 
