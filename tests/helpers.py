@@ -120,8 +120,8 @@ def assert_model_save_round_trip(model, x, tmp_path):
     return restored
 
 
-def run_python(code, *, env=None, timeout=300):
-    """Runs `code` in a fresh Python process from the repository root."""
+def run_python(code, *, env=None, timeout=300, cwd=REPO_ROOT):
+    """Runs `code` in a fresh Python process, importing keras_reg from this tree."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = REPO_ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -129,7 +129,7 @@ def run_python(code, *, env=None, timeout=300):
         full_env.update(env)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=full_env,
         capture_output=True,
         text=True,
