@@ -6,6 +6,12 @@ same process. Variants are interleaved round by round (the order rotates every
 round) and each reports the median over rounds of the mean step time; the
 penalty cost is the step time minus the unregularized step time.
 
+Where the backend has a fast path for the penalties (torch), keras_reg's
+variants also run under `keras_reg._backends.portable_only()`, and one more
+case times proximal L1 (`L1(proximal=True)` with `Proximal(SGD)`, whose
+soft-thresholding step is on the fast path) both ways: `fast_over_portable`
+is the fast path's added cost over the portable path's.
+
 Usage (one backend per process):
 
     KERAS_BACKEND=torch python benchmarks/regularizers.py
@@ -16,6 +22,7 @@ Prints one JSON object per line: one per regularizer pair, then a summary.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_reg  # noqa: E402
+from keras_reg._backends import fast_path, portable_only  # noqa: E402
 
 FACTOR = 0.01
 PAIRS = {
@@ -42,7 +50,7 @@ PAIRS = {
 }
 
 
-def _model(regularizer, units):
+def _model(regularizer, units, wrap=None):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -50,17 +58,24 @@ def _model(regularizer, units):
             keras.layers.Dense(units, kernel_regularizer=regularizer),
         ]
     )
-    model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+    optimizer = keras.optimizers.SGD(1e-4)
+    model.compile(optimizer=wrap(optimizer) if wrap else optimizer, loss="mse")
     return model
 
 
-def _time_steps(model, x, y, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = model.train_on_batch(x, y, return_dict=True)
-    # The last loss is read back so that asynchronous backends finish.
-    float(logs["loss"])
+def _time_steps(variant, x, y, steps):
+    model, portable = variant
+    with portable_only() if portable else contextlib.nullcontext():
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs = model.train_on_batch(x, y, return_dict=True)
+        # The last loss is read back so that asynchronous backends finish.
+        float(logs["loss"])
     return (time.perf_counter() - start) / steps * 1e3
+
+
+def _ratio(numerator, denominator):
+    return round(numerator / denominator, 3) if denominator > 0 else None
 
 
 def main(argv=None):
@@ -76,12 +91,25 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, args.units)).astype("float32")
     y = rng.normal(size=(args.batch_size, args.units)).astype("float32")
-    variants = {"none": _model(None, args.units)}
+    # The portable variants only differ where the backend has a fast path.
+    has_fast_path = fast_path("regularizers") is not None
+    variants = {"none": (_model(None, args.units), False)}
     for name, (theirs, ours) in PAIRS.items():
-        variants[f"keras:{name}"] = _model(theirs(), args.units)
-        variants[f"keras_reg:{name}"] = _model(ours(), args.units)
-    for model in variants.values():
-        _time_steps(model, x, y, 3)  # builds and compiles the train function
+        variants[f"keras:{name}"] = (_model(theirs(), args.units), False)
+        variants[f"keras_reg:{name}"] = (_model(ours(), args.units), False)
+        if has_fast_path:
+            variants[f"portable:{name}"] = (_model(ours(), args.units), True)
+    if has_fast_path:
+        for portable in (False, True):
+            model = _model(
+                keras_reg.L1(FACTOR, proximal=True),
+                args.units,
+                wrap=keras_reg.optimizers.Proximal,
+            )
+            key = "portable" if portable else "keras_reg"
+            variants[f"{key}:L1proximal"] = (model, portable)
+    for variant in variants.values():
+        _time_steps(variant, x, y, 3)  # builds and compiles the train function
 
     times = {name: [] for name in variants}
     names = list(variants)
@@ -92,30 +120,49 @@ def main(argv=None):
     median = {name: statistics.median(values) for name, values in times.items()}
 
     backend = keras.backend.backend()
-    summary = {"backend": backend, "none_ms": round(median["none"], 3)}
+    setup = {
+        "backend": backend,
+        "units": args.units,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "torch_threads": args.torch_threads,
+        "none_ms": round(median["none"], 3),
+    }
+    summary = {"backend": backend, "none_ms": setup["none_ms"]}
     for name in PAIRS:
         keras_added = median[f"keras:{name}"] - median["none"]
         ours_added = median[f"keras_reg:{name}"] - median["none"]
         record = {
             "benchmark": "penalty_cost",
-            "backend": backend,
             "regularizer": name,
-            "units": args.units,
-            "batch_size": args.batch_size,
-            "rounds": args.rounds,
-            "steps_per_round": args.steps,
-            "torch_threads": args.torch_threads,
-            "none_ms": round(median["none"], 3),
+            **setup,
             "keras_ms": round(median[f"keras:{name}"], 3),
             "keras_reg_ms": round(median[f"keras_reg:{name}"], 3),
             "keras_added_ms": round(keras_added, 3),
             "keras_reg_added_ms": round(ours_added, 3),
-            "added_ratio": round(ours_added / keras_added, 3)
-            if keras_added > 0
-            else None,
+            "added_ratio": _ratio(ours_added, keras_added),
         }
+        if has_fast_path:
+            portable_added = median[f"portable:{name}"] - median["none"]
+            record["keras_reg_portable_ms"] = round(median[f"portable:{name}"], 3)
+            record["fast_over_portable"] = _ratio(ours_added, portable_added)
+            summary[f"{name}_fast_over_portable"] = record["fast_over_portable"]
         print(json.dumps(record), flush=True)
         summary[f"{name}_added_ratio"] = record["added_ratio"]
+    if has_fast_path:
+        fast_added = median["keras_reg:L1proximal"] - median["none"]
+        portable_added = median["portable:L1proximal"] - median["none"]
+        record = {
+            "benchmark": "proximal_step_cost",
+            "regularizer": "L1(proximal=True) with Proximal(SGD)",
+            **setup,
+            "keras_reg_ms": round(median["keras_reg:L1proximal"], 3),
+            "keras_reg_portable_ms": round(median["portable:L1proximal"], 3),
+            "fast_over_portable": _ratio(fast_added, portable_added),
+        }
+        print(json.dumps(record), flush=True)
+        summary["L1proximal_fast_over_portable"] = record["fast_over_portable"]
     print(json.dumps({"benchmark": "penalty_cost_summary", **summary}), flush=True)
 
 

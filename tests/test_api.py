@@ -98,6 +98,73 @@ def test_library_never_imports_private_keras_modules():
     assert offenders == []
 
 
+def _own_names(tree):
+    """Names a module binds to keras_reg's own modules and objects."""
+    names = {"self", "cls"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "keras_reg"
+        ):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(
+                alias.asname or alias.name
+                for alias in node.names
+                if alias.name.startswith("keras_reg")
+            )
+    return names
+
+
+def _is_private(name):
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_accesses(path):
+    """`obj._name` and `getattr(obj, "_name")` on objects keras_reg does not own."""
+    tree = ast.parse(path.read_text())
+    own = _own_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            base = node.value
+            if isinstance(base, ast.Name) and base.id in own:
+                continue
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _is_private(node.args[1].value)
+        ):
+            base = node.args[0]
+            if isinstance(base, ast.Name) and base.id in ("self", "cls"):
+                continue
+            found.append(f"{path.name}:{node.lineno}: {node.args[1].value!r}")
+    return found
+
+
+def test_library_reads_no_private_attribute_of_keras_or_torch():
+    # Private attributes change between releases without notice. keras_reg's
+    # own (on `self`, `cls` and its own modules) are fine.
+    offenders = [hit for path in _library_sources() for hit in _private_accesses(path)]
+    assert offenders == []
+
+
+def test_library_never_walks_the_call_stack():
+    offenders = []
+    for path in _library_sources():
+        text = path.read_text()
+        for marker in ("_getframe", "f_back", "currentframe", "inspect.stack"):
+            if marker in text:
+                offenders.append(f"{path.name}: {marker}")
+    assert offenders == []
+
+
 def _all_objects_model():
     regularizers = keras_reg.regularizers
     inputs = keras.Input(shape=(8,))

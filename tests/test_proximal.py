@@ -1,5 +1,6 @@
 """Tests for keras_reg.optimizers.Proximal and proximal regularizers."""
 
+import gc
 import os
 
 import keras
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
+from keras_reg._backends import portable_only
 from keras_reg.optimizers import Proximal
 from keras_reg.optimizers import proximal as proximal_module
 from keras_reg.regularizers import L1, ElasticNet, GroupLasso
@@ -34,7 +36,7 @@ def _initial_kernel(features=4, units=3):
     return (values * signs).astype("float32")
 
 
-def _linear_model(kernel, regularizer, optimizer, **compile_kwargs):
+def _linear_model(kernel, regularizer, optimizer=None, **compile_kwargs):
     model = keras.Sequential(
         [
             keras.Input((kernel.shape[0],)),
@@ -45,7 +47,8 @@ def _linear_model(kernel, regularizer, optimizer, **compile_kwargs):
             ),
         ]
     )
-    model.compile(optimizer=optimizer, loss="mse", **compile_kwargs)
+    if optimizer is not None:
+        model.compile(optimizer=optimizer, loss="mse", **compile_kwargs)
     return model
 
 
@@ -61,10 +64,10 @@ def _numpy_soft_threshold(w, threshold):
     return np.sign(w) * np.maximum(np.abs(w) - threshold, 0.0)
 
 
-def _numpy_proximal_sgd(kernel, x, y, learning_rates, l1=0.0, l2=0.0):
+def _numpy_proximal_sgd(kernel, x, y, learning_rates, l1=0.0, l2=0.0, bias=None):
     """Full-batch SGD on mse + l2 * ||w||^2, then soft-threshold by lr * l1."""
     kernel = kernel.astype(np.float64)
-    bias = np.zeros(kernel.shape[1])
+    bias = np.zeros(kernel.shape[1]) if bias is None else bias
     for lr in learning_rates:
         grad_kernel, grad_bias = _mse_gradients(kernel, bias, x, y)
         kernel = kernel - lr * (grad_kernel + 2.0 * l2 * kernel)
@@ -137,21 +140,19 @@ def test_group_lasso_proximal_step_zeroes_whole_conv_filters():
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the fast path is torch's only")
-def test_torch_soft_threshold_matches_the_portable_path(monkeypatch):
-    from keras_reg import regularizers
-
+def test_torch_soft_threshold_matches_the_portable_path():
     rng = np.random.default_rng(0)
     x = rng.normal(scale=0.01, size=(64, 32)).astype("float32")
     steps = []
     for regularizer in (L1(0.7, proximal=True), ElasticNet(0.7, 0.1, True)):
         steps.append(_np(regularizer.proximal_step(x, np.float32(0.01))))
-    monkeypatch.setattr(regularizers, "_use_torch_fast_path", lambda: False)
-    for index, regularizer in enumerate(
-        (L1(0.7, proximal=True), ElasticNet(0.7, 0.1, True))
-    ):
-        portable = _np(regularizer.proximal_step(x, np.float32(0.01)))
-        np.testing.assert_array_equal(steps[index], portable)
-        assert 0 < np.count_nonzero(portable == 0) < portable.size
+    with portable_only():
+        for index, regularizer in enumerate(
+            (L1(0.7, proximal=True), ElasticNet(0.7, 0.1, True))
+        ):
+            portable = _np(regularizer.proximal_step(x, np.float32(0.01)))
+            np.testing.assert_array_equal(steps[index], portable)
+            assert 0 < np.count_nonzero(portable == 0) < portable.size
 
 
 def test_reported_loss_includes_the_l1_value():
@@ -315,7 +316,8 @@ def _expected_missing_wrapper_message(regularizer):
         "optimizer update, and only `keras_reg.optimizers.Proximal` does that. "
         "Without it the L1 part would silently have no effect. Wrap the "
         "optimizer: `model.compile(optimizer=keras_reg.optimizers.Proximal("
-        '"sgd"), ...)`. In a custom training loop, call '
+        '"sgd"), ...)`. In a custom training loop, and in `fit` under '
+        "mixed_float16 on TensorFlow without a distribution strategy, call "
         "`optimizer.build(model.trainable_variables)` before computing "
         "gradients."
     )
@@ -347,8 +349,8 @@ def test_recompiling_with_a_plain_optimizer_raises():
     regularizer = L1(0.1, proximal=True)
     model = _linear_model(_initial_kernel(), regularizer, Proximal("sgd"))
     model.fit(x, y, epochs=1, verbose=0)
-    # The regularizer was registered by the Proximal optimizer; the model that
-    # trains now uses plain SGD, and that is what counts.
+    # The Proximal optimizer claimed the regularizer; the model that trains
+    # now uses plain SGD, and that is what counts.
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError) as info:
         model.fit(x, y, epochs=1, verbose=0)
@@ -365,6 +367,123 @@ def test_evaluate_and_predict_without_the_wrapper_work():
     assert model.predict(x, verbose=0).shape == (16, 3)
 
 
+def test_fitting_again_with_the_same_wrapper_works():
+    # The second fit has a new batch shape: TensorFlow and JAX trace the step
+    # again, and torch takes every step's gradient anew.
+    kernel = _initial_kernel()
+    x, y = _data()
+    model = _linear_model(kernel, L1(0.5, True), Proximal(keras.optimizers.SGD(0.2)))
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0, shuffle=False)
+    first_kernel, first_bias = _numpy_proximal_sgd(kernel, x, y, [0.2], l1=0.5)
+    expected_kernel, expected_bias = _numpy_proximal_sgd(
+        first_kernel, x[:8], y[:8], [0.2], l1=0.5, bias=first_bias
+    )
+    _assert_same_weights_and_zeros(model, expected_kernel, expected_bias)
+
+
+def test_recompiling_with_the_same_wrapper_works():
+    x, y = _data()
+    model = _linear_model(_initial_kernel(), L1(0.1, True), Proximal("sgd"))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.compile(optimizer=model.optimizer, loss="mae")
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_the_wrapper_vouches_from_build_then_within_the_steps_fit_drives():
+    regularizer = L1(0.1, proximal=True)
+    layer = keras.layers.Dense(3, kernel_regularizer=regularizer)
+    layer.build((None, 4))
+    variables = layer.trainable_variables
+    grads = [keras.ops.zeros(v.shape) for v in variables]
+    optimizer = Proximal("sgd")
+    assert not proximal_module.vouched_for(regularizer)
+    optimizer.build(variables)
+    assert proximal_module.vouched_for(regularizer)  # a custom loop's steps
+    optimizer.scale_loss(1.0)  # what fit calls before each gradient
+    assert proximal_module.vouched_for(regularizer)
+    optimizer.apply(grads, variables)
+    assert not proximal_module.vouched_for(regularizer)  # between fit's steps
+    optimizer.build(variables)
+    assert proximal_module.vouched_for(regularizer)
+    # Claims never keep an optimizer alive.
+    del optimizer
+    gc.collect()
+    assert not proximal_module.vouched_for(regularizer)
+
+
+def _custom_loop_step(model, optimizer, x, y):
+    """One step of the custom training loop of each backend's Keras guide."""
+
+    def loss_fn(y_pred, losses):
+        squares = keras.ops.square(keras.ops.subtract(y_pred, y))
+        return keras.ops.add(keras.ops.mean(squares), keras.ops.sum(losses))
+
+    variables = model.trainable_variables
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, training=True), model.losses)
+        grads = tape.gradient(loss, variables)
+    elif BACKEND == "torch":
+        model.zero_grad()
+        loss_fn(model(x, training=True), model.losses).backward()
+        grads = [variable.value.grad for variable in variables]
+    else:
+        import jax
+
+        def stateless_loss(trainable):
+            y_pred, _, losses = model.stateless_call(
+                trainable,
+                [v.value for v in model.non_trainable_variables],
+                x,
+                return_losses=True,
+            )
+            return loss_fn(y_pred, losses)
+
+        grads = jax.grad(stateless_loss)([v.value for v in variables])
+    optimizer.apply(grads, variables)
+
+
+def test_custom_loop_with_the_wrapper_built_first_matches_numpy():
+    kernel = _initial_kernel()
+    x, y = _data()
+    model = _linear_model(kernel, L1(0.5, proximal=True))
+    optimizer = Proximal(keras.optimizers.SGD(0.2))
+    optimizer.build(model.trainable_variables)
+    _custom_loop_step(model, optimizer, x, y)
+    expected_kernel, expected_bias = _numpy_proximal_sgd(kernel, x, y, [0.2], 0.5)
+    _assert_same_weights_and_zeros(model, expected_kernel, expected_bias)
+
+
+@pytest.mark.parametrize("optimizer", ["plain", "unbuilt wrapper"])
+def test_custom_loop_without_a_built_wrapper_raises(optimizer):
+    x, y = _data()
+    regularizer = ElasticNet(0.1, 0.1, proximal=True)
+    model = _linear_model(_initial_kernel(), regularizer)
+    kernel_before = _np(model.layers[0].kernel)
+    optimizer = Proximal("sgd") if optimizer == "unbuilt wrapper" else "sgd"
+    with pytest.raises(ValueError) as info:
+        _custom_loop_step(model, keras.optimizers.get(optimizer), x, y)
+    assert str(info.value) == _expected_missing_wrapper_message(regularizer)
+    np.testing.assert_array_equal(_np(model.layers[0].kernel), kernel_before)
+
+
+def test_custom_loop_after_fit_builds_the_wrapper_again():
+    # fit made the claims per step; `build`, as the message says, makes them
+    # standing again.
+    x, y = _data()
+    regularizer = L1(0.1, proximal=True)
+    model = _linear_model(_initial_kernel(), regularizer, Proximal("sgd"))
+    model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError) as info:
+        _custom_loop_step(model, model.optimizer, x, y)
+    assert str(info.value) == _expected_missing_wrapper_message(regularizer)
+    model.optimizer.build(model.trainable_variables)
+    _custom_loop_step(model, model.optimizer, x, y)
+
+
 def test_mixed_precision_loss_scaling_keeps_the_wrapper():
     # compile() wraps the optimizer in a LossScaleOptimizer under
     # mixed_float16; the proximal step must still run.
@@ -375,6 +494,18 @@ def test_mixed_precision_loss_scaling_keeps_the_wrapper():
             _initial_kernel(), L1(0.5, proximal=True), Proximal("sgd")
         )
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        if BACKEND == "tensorflow":
+            # TensorFlow's fit without a distribution strategy builds the
+            # optimizer after the first gradient, and the LossScaleOptimizer
+            # scales the loss itself: nothing vouches for the L1 part yet.
+            kernel_before = _np(model.layers[0].kernel)
+            with pytest.raises(ValueError) as info:
+                model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+            assert str(info.value) == _expected_missing_wrapper_message(
+                model.layers[0].kernel_regularizer
+            )
+            np.testing.assert_array_equal(_np(model.layers[0].kernel), kernel_before)
+            model.optimizer.build(model.trainable_variables)
         model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
         kernel = _np(model.layers[0].kernel)
         assert np.all(np.isfinite(kernel)) and np.count_nonzero(kernel == 0) > 0

@@ -1,5 +1,6 @@
 """Tests for keras_reg.regularizers: L1, L2, ElasticNet (L1L2), GroupLasso."""
 
+import importlib
 import json
 import math
 import os
@@ -13,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_reg import regularizers
-from keras_reg.regularizers import L1, L1L2, L2, ElasticNet, GroupLasso
+from keras_reg._backends import portable_only
+from keras_reg.regularizers import L1, L1L2, L2, ElasticNet, GroupLasso, group_penalty
+from keras_reg.regularizers import penalties as penalties_module
 from tests.helpers import (
     assert_config_round_trip,
     assert_json_round_trip,
@@ -165,7 +168,7 @@ def test_group_lasso_gradient_is_finite_for_an_all_zero_group():
 @pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="the fast path is torch's only"
 )
-def test_torch_fast_path_matches_the_portable_path(monkeypatch):
+def test_torch_fast_path_matches_the_portable_path():
     import torch
 
     def value_and_grad(regularizer, shape):
@@ -183,8 +186,8 @@ def test_torch_fast_path_matches_the_portable_path(monkeypatch):
     ]
     shapes = [(5,), (7, 3), (2, 3, 4, 5)]
     fast = [value_and_grad(r, s) for r in regularizers_to_check for s in shapes]
-    monkeypatch.setattr(regularizers, "_use_torch_fast_path", lambda: False)
-    portable = [value_and_grad(r, s) for r in regularizers_to_check for s in shapes]
+    with portable_only():
+        portable = [value_and_grad(r, s) for r in regularizers_to_check for s in shapes]
     for (fast_value, fast_grad), (value, grad) in zip(fast, portable, strict=True):
         np.testing.assert_allclose(fast_value, value, rtol=1e-6)
         np.testing.assert_allclose(fast_grad, grad, rtol=1e-6, atol=1e-7)
@@ -476,8 +479,18 @@ def test_model_with_regularizers_saves_and_loads(tmp_path):
             )
 
 
-def test_edited_keras_file_with_invalid_factor_fails_to_load(tmp_path):
-    model = _regularized_model()
+def test_recorded_modules_old_and_new_hold_the_classes():
+    # Files written before the package split record "keras_reg.regularizers";
+    # files written since record the submodule. Both name the class.
+    for cls in (L1, L2, ElasticNet, GroupLasso):
+        module = keras.saving.serialize_keras_object(cls())["module"]
+        assert module.startswith("keras_reg.regularizers.")
+        for name in (module, "keras_reg.regularizers"):
+            assert getattr(importlib.import_module(name), cls.__name__) is cls
+
+
+def _saved_with_edited_config(model, tmp_path, edit):
+    """Saves `model` and returns the path of a copy whose config.json is edited."""
     path = os.path.join(str(tmp_path), "model.keras")
     model.save(path)
     edited = os.path.join(str(tmp_path), "edited.keras")
@@ -485,10 +498,38 @@ def test_edited_keras_file_with_invalid_factor_fails_to_load(tmp_path):
         for item in source.infolist():
             data = source.read(item.filename)
             if item.filename == "config.json":
-                text = data.decode()
-                assert '"l1": 0.01' in text
-                data = text.replace('"l1": 0.01', '"l1": -0.5', 1).encode()
+                data = edit(data.decode()).encode()
             target.writestr(item, data)
+    return edited
+
+
+def test_keras_file_written_before_the_package_split_loads(tmp_path):
+    def as_before_the_split(text):
+        for module in ("penalties", "group_penalty"):
+            new = f'"module": "keras_reg.regularizers.{module}"'
+            assert new in text
+            text = text.replace(new, '"module": "keras_reg.regularizers"')
+        return text
+
+    model = _regularized_model()
+    x = _weights((6, 5))
+    old = _saved_with_edited_config(model, tmp_path, as_before_the_split)
+    restored = keras.saving.load_model(old, safe_mode=True)
+    for original, loaded in zip(model.layers, restored.layers, strict=True):
+        for attr in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            mine, theirs = getattr(original, attr), getattr(loaded, attr)
+            assert type(mine) is type(theirs)
+    np.testing.assert_array_equal(
+        _np(restored.predict(x, verbose=0)), _np(model.predict(x, verbose=0))
+    )
+
+
+def test_edited_keras_file_with_invalid_factor_fails_to_load(tmp_path):
+    def with_negative_l1(text):
+        assert '"l1": 0.01' in text
+        return text.replace('"l1": 0.01', '"l1": -0.5', 1)
+
+    edited = _saved_with_edited_config(_regularized_model(), tmp_path, with_negative_l1)
     # Keras re-raises errors from nested from_config calls as TypeError; our
     # ValueError is in the chain with its exact message.
     with pytest.raises((ValueError, TypeError)) as info:
@@ -500,11 +541,16 @@ def test_edited_keras_file_with_invalid_factor_fails_to_load(tmp_path):
     assert (ValueError, _message("l1", "a non-negative float", -0.5)) in messages
 
 
-def test_module_docstring_examples_run():
+@pytest.mark.parametrize(
+    "module",
+    [regularizers, penalties_module, group_penalty],
+    ids=lambda module: module.__name__,
+)
+def test_module_docstring_examples_run(module):
     import doctest
 
-    failures, _ = doctest.testmod(regularizers, verbose=False)
-    assert failures == 0
+    failures, tried = doctest.testmod(module, verbose=False)
+    assert failures == 0 and tried > 0
 
 
 # `from keras import regularizers` -> `from keras_reg import regularizers`.
@@ -535,7 +581,7 @@ _KERAS_NAMES = ["l1", "L1", "l2", "L2", "L1L2", "l1l2"]
 @pytest.mark.parametrize("name", _KERAS_NAMES)
 def test_get_by_name_gives_our_class_with_keras_defaults(name):
     ours, theirs = regularizers.get(name), keras.regularizers.get(name)
-    assert type(ours).__module__ == "keras_reg.regularizers"
+    assert type(ours) in (L1, L2, ElasticNet)
     assert {k: float(v) for k, v in ours.get_config().items()} == pytest.approx(
         {k: float(v) for k, v in theirs.get_config().items()}
     )

@@ -1,10 +1,68 @@
-"""Proximal: wraps any Keras optimizer and applies proximal regularizers."""
+"""Proximal: wraps any Keras optimizer and applies proximal regularizers.
+
+A proximal regularizer (`L1`, `ElasticNet` or `GroupLasso` with
+`proximal=True`) adds its value to the loss but no gradient: its L1 part is
+this optimizer's proximal step. Trained by any other optimizer, that part
+would silently do nothing, so the regularizer's gradient raises a ValueError
+unless a Proximal vouches for it (`vouched_for`, asked in the backward pass).
+A Proximal vouches through the optimizer methods Keras calls, never by
+looking at the call stack:
+
+- Claims. `build(var_list)` claims the proximal regularizers of the variables
+  it is built with. `Model.fit` builds the optimizer before the first
+  gradient (JAX, torch, TensorFlow under a distribution strategy), so does
+  `keras.saving.load_model` for a compiled model, and a custom training loop
+  calls `optimizer.build(model.trainable_variables)` before its first
+  gradient. A model fit with a plain optimizer has no claim: its first step
+  raises.
+- Steps. Keras's trainers call `model.optimizer.scale_loss(loss)` right
+  before they differentiate the loss, on every backend (the method's
+  documented role). The first call tells the Proximal that `fit` drives it;
+  from then on it vouches only from its `scale_loss` to the end of its
+  `apply`, step by step. A model recompiled with a plain optimizer therefore
+  fails at its first step, although a Proximal once claimed its
+  regularizers. `build` called outside a step, as in a custom loop, makes the
+  claims standing again.
+- TensorFlow's `fit` without a distribution strategy builds the optimizer in
+  its first `apply`, after the first gradient: a Proximal that is not built
+  yet vouches for every proximal regularizer within the step it drives.
+
+Under `mixed_float16`, `compile` wraps the optimizer in a
+`keras.optimizers.LossScaleOptimizer`, whose `scale_loss` does not call the
+wrapped optimizer's. Two consequences: on TensorFlow without a distribution
+strategy nothing vouches before the first gradient, so build the optimizer
+first, as in a custom loop (`model.optimizer.build(model.trainable_variables)`;
+the error says so); and the Proximal's claims stay standing, so a model
+recompiled from there with a plain optimizer is not caught.
+
+Evaluation and prediction never take the penalty's gradient: they need no
+Proximal. Claims are weak references both ways and never part of a config.
+"""
+
+import weakref
 
 import keras
 from keras import ops
 
 from keras_reg import _validation
 from keras_reg._api import register
+
+# The state behind `vouched_for`, described in the module docstring: which
+# Proximal optimizers claimed each proximal regularizer, which ones `fit`
+# drives, and which ones are within a step.
+_CLAIMS = weakref.WeakKeyDictionary()
+_DRIVEN_BY_FIT = weakref.WeakSet()
+_IN_STEP = weakref.WeakSet()
+
+
+def vouched_for(regularizer) -> bool:
+    """Whether a `Proximal` optimizer will apply `regularizer`'s proximal step."""
+    if any(not optimizer.built for optimizer in _IN_STEP):
+        return True
+    return any(
+        optimizer in _IN_STEP or optimizer not in _DRIVEN_BY_FIT
+        for optimizer in _CLAIMS.get(regularizer, ())
+    )
 
 
 def _proximal_regularizer(variable):
@@ -14,6 +72,17 @@ def _proximal_regularizer(variable):
     ):
         return regularizer
     return None
+
+
+class _BuiltVariables:
+    """The variables a Proximal was built with, out of Keras's reach.
+
+    Keras's optimizers track every variable held in an attribute, lists and
+    tuples included, as their own state; these belong to the model.
+    """
+
+    def __init__(self, variables):
+        self.variables = tuple(variables)
 
 
 @register
@@ -37,6 +106,12 @@ class Proximal(keras.optimizers.Optimizer):
     `steps_per_execution > 1`, and it uses the learning rate of the current
     step, schedules included. For adaptive optimizers (Adam, RMSprop) the
     threshold still uses the base learning rate, a common heuristic.
+
+    Training a model with proximal regularizers by any other optimizer raises
+    a `ValueError` at the first step, a model recompiled with a plain
+    optimizer included. In a custom training loop, and in `fit` under
+    `mixed_float16` on TensorFlow without a distribution strategy, call
+    `optimizer.build(model.trainable_variables)` before the first gradient.
 
     The learning rate, iterations and loss scaling are the wrapped
     optimizer's. The optimizer state of both saves into `.keras` files.
@@ -109,21 +184,29 @@ class Proximal(keras.optimizers.Optimizer):
             name = _validation.check_str("name", name)
         super().__init__(learning_rate=0.0, name=name or "proximal")
         self.inner_optimizer = optimizer
+        self._built_with = _BuiltVariables(())
 
     def build(self, var_list):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
+        self._built_with = _BuiltVariables(var_list)
+        if self not in _IN_STEP:
+            # Built by hand, as in a custom loop: the claims are standing.
+            _DRIVEN_BY_FIT.discard(self)
         for variable in var_list:
             regularizer = _proximal_regularizer(variable)
             if regularizer is not None:
-                # Lets the regularizer's backward pass know that its L1 part
-                # is taken care of (see keras_reg.regularizers).
-                regularizer._proximal_registered = True
+                _CLAIMS.setdefault(regularizer, weakref.WeakSet()).add(self)
+
+    def scale_loss(self, loss):
+        _DRIVEN_BY_FIT.add(self)
+        _IN_STEP.add(self)
+        return self.inner_optimizer.scale_loss(loss)
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        return super().variables + self.inner_optimizer.variables
 
     def apply(self, grads, trainable_variables=None):
         if trainable_variables is None:
@@ -133,7 +216,7 @@ class Proximal(keras.optimizers.Optimizer):
                     "optimizer must already be built. Call "
                     "`optimizer.build(trainable_variables)` first."
                 )
-            variables = self._trainable_variables
+            variables = self._built_with.variables
         else:
             trainable_variables = list(trainable_variables)
             variables = trainable_variables
@@ -150,6 +233,7 @@ class Proximal(keras.optimizers.Optimizer):
                 self.assign(
                     variable, regularizer.proximal_step(variable, learning_rate)
                 )
+        _IN_STEP.discard(self)
 
     @property
     def learning_rate(self):
@@ -163,10 +247,8 @@ class Proximal(keras.optimizers.Optimizer):
     def iterations(self):
         return self.inner_optimizer.iterations
 
-    def scale_loss(self, loss):
-        return self.inner_optimizer.scale_loss(loss)
-
     def finalize_variable_values(self, var_list):
+        _IN_STEP.discard(self)
         self.inner_optimizer.finalize_variable_values(var_list)
 
     def get_config(self) -> dict:
