@@ -1,7 +1,7 @@
 """keras_reg's BatchNormalization against Keras's, on the current backend.
 
 Run as ``KERAS_BACKEND=<backend> python benchmarks/bench_batch_normalization.py``.
-Prints one JSON object per case (shape x mode). Both layers are timed in the
+Prints one JSON object per case (shape x mode). The layers are timed in the
 same process, interleaved round by round; each sample repeats a step until it
 lasts about ``--sample-ms``, and the median of the rounds is reported, so the
 ratio survives a noisy machine better than either time.
@@ -10,6 +10,12 @@ Modes: ``train`` is forward + backward (gradients for the input, gamma and
 beta) + moving-statistics update; ``infer`` is a forward pass with the moving
 statistics. Each step is compiled the way Keras runs it: ``tf.function`` on
 TensorFlow, ``jax.jit`` on JAX, eager on torch.
+
+``portable_*`` time keras_reg's layer with every backend fast path switched
+off (``keras_reg._backends.portable_only``): ``portable_ratio`` is that
+portable path against Keras, ``fast_path_speedup`` the portable time over
+keras_reg's default one (about 1 where the backend has no fast path for the
+case, as on JAX).
 
 ``*_gbps`` is the input tensor's size divided by the time, beside the same
 figure for a NumPy copy of the tensor, a proxy for the memory-bandwidth limit.
@@ -33,6 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_reg  # noqa: E402
+from keras_reg._backends import portable_only  # noqa: E402
 
 SHAPES = [(64, 32, 32, 64), (1024, 512)]
 MODES = ["train", "infer"]
@@ -139,6 +146,16 @@ def torch_steps(layer, x, upstream):
 STEPS = {"tensorflow": tensorflow_steps, "jax": jax_steps, "torch": torch_steps}
 
 
+def portable(step):
+    """`step` with every fast path off; compiled steps trace on first call."""
+
+    def fn():
+        with portable_only():
+            return step()
+
+    return fn
+
+
 def device_copy(backend, x):
     """`x + 1` on the accelerator, waited for; None where there is none.
 
@@ -233,11 +250,15 @@ def main():
             "keras_reg": STEPS[backend](
                 make_layer(keras_reg.layers.BatchNormalization, shape), x, upstream
             ),
+            "portable": STEPS[backend](
+                make_layer(keras_reg.layers.BatchNormalization, shape), x, upstream
+            ),
         }
         for mode in MODES:
             candidates = {
                 "keras": steps["keras"][mode],
                 "keras_reg": steps["keras_reg"][mode],
+                "portable": portable(steps["portable"][mode]),
                 "numpy_copy": lambda dst=copy_target, src=x: np.copyto(dst, src),
             }
             if copy_on_device is not None:
@@ -245,16 +266,16 @@ def main():
             for fn in candidates.values():
                 for _ in range(args.warmup):
                     fn()
-            # The two layers share a count; each copy gets its own, since on
-            # a GPU the host copy is far slower than the device's.
+            # The layers share a count; each copy gets its own, since on a
+            # GPU the host copy is far slower than the device's.
+            layers = ("keras", "keras_reg", "portable")
             number = calls_per_sample(
-                {name: candidates[name] for name in ("keras", "keras_reg")},
-                args.sample_ms / 1e3,
+                {name: candidates[name] for name in layers}, args.sample_ms / 1e3
             )
             numbers = {
                 name: (
                     number
-                    if name in ("keras", "keras_reg")
+                    if name in layers
                     else calls_per_sample({name: fn}, args.sample_ms / 1e3)
                 )
                 for name, fn in candidates.items()
@@ -278,6 +299,13 @@ def main():
                         "keras_ms": round(median["keras"] * 1e3, 3),
                         "keras_reg_ms": round(median["keras_reg"] * 1e3, 3),
                         "ratio": round(median["keras_reg"] / median["keras"], 3),
+                        "portable_ms": round(median["portable"] * 1e3, 3),
+                        "portable_ratio": round(
+                            median["portable"] / median["keras"], 3
+                        ),
+                        "fast_path_speedup": round(
+                            median["portable"] / median["keras_reg"], 3
+                        ),
                         "keras_gbps": round(gigabytes / median["keras"], 2),
                         "keras_reg_gbps": round(gigabytes / median["keras_reg"], 2),
                         "numpy_copy_gbps": round(gigabytes / median["numpy_copy"], 2),

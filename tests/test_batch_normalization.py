@@ -1,4 +1,5 @@
-"""Tests for keras_reg.layers.BatchNormalization (drop-in behaviour)."""
+"""Tests for keras_reg.layers.BatchNormalization: drop-in behaviour, then ghost
+batch normalization and synchronized statistics beyond Keras."""
 
 import doctest
 import json
@@ -18,6 +19,7 @@ from tests.helpers import (
     assert_json_round_trip,
     assert_model_save_round_trip,
     run_layer_test,
+    run_python,
 )
 
 BACKEND = keras.backend.backend()
@@ -1300,3 +1302,286 @@ def test_registered_under_package_name():
     )
     assert keras_reg.BatchNormalization is BatchNormalization
     assert bn_module.BatchNormalization is BatchNormalization
+
+
+# Ghost batch normalization ---------------------------------------------------
+
+
+def reference_ghost(
+    x,
+    size,
+    axis,
+    gamma,
+    beta,
+    moving_mean,
+    moving_variance,
+    momentum,
+    epsilon,
+    mask=None,
+):
+    """Ghost batch norm in NumPy, with tf-keras's grouping.
+
+    Virtual batch j holds rows j, j + n, j + 2n, ... (n = batch // size); the
+    moving statistics move toward the virtual batches' average statistics.
+    """
+    n = x.shape[0] // size
+    y = np.empty(x.shape, "float64")
+    means, variances = [], []
+    for j in range(n):
+        rows = slice(j, None, n)
+        sub_mask = None if mask is None else mask[rows]
+        out, mean, variance = reference_train(
+            x[rows],
+            axis,
+            gamma,
+            beta,
+            np.zeros_like(gamma),
+            np.zeros_like(gamma),
+            0.0,
+            epsilon,
+            sub_mask,
+        )
+        y[rows] = out
+        means.append(mean)
+        variances.append(variance)
+    new_mean = moving_mean * momentum + np.mean(means, axis=0) * (1 - momentum)
+    new_variance = moving_variance * momentum + np.mean(variances, axis=0) * (
+        1 - momentum
+    )
+    return y, new_mean, new_variance
+
+
+@pytest.mark.parametrize(
+    "shape, axis, size, use_mask",
+    [
+        ((8, 3), -1, 2, False),
+        ((12, 3), -1, 4, False),
+        ((6, 4, 3), -1, 3, True),
+        ((8, 3, 4), 1, 2, False),
+        ((4, 3, 3, 2), -1, 2, True),
+        ((6, 2), -1, 6, False),
+    ],
+)
+def test_ghost_batch_norm_matches_numpy(shape, axis, size, use_mask):
+    rng = np.random.default_rng(23)
+    x = rng.normal(1.0, 2.0, shape).astype("float32")
+    # Shift half of the rows so that virtual batches differ from the batch.
+    x[: shape[0] // 2] += 3.0
+    mask = None
+    if use_mask:
+        mask = rng.random(shape[:-1]) < 0.7
+        mask[:, 0] = True
+    layer = BatchNormalization(axis=axis, momentum=0.7, virtual_batch_size=size)
+    layer.build(shape)
+    weights = random_weights(shape[axis], rng)
+    layer.set_weights(weights)
+    y = layer(x, training=True, mask=mask)
+    expected, mean, variance = reference_ghost(
+        x, size, axis, *weights, momentum=0.7, epsilon=1e-3, mask=mask
+    )
+    np.testing.assert_allclose(to_numpy(y), expected, atol=3e-5)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), mean, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), variance, atol=1e-5)
+
+
+def test_ghost_batch_norm_inference_is_unchanged():
+    rng = np.random.default_rng(24)
+    x = rng.normal(size=(6, 3)).astype("float32")
+    weights = random_weights(3, rng)
+    outputs = []
+    for size in (None, 2):
+        layer = BatchNormalization(virtual_batch_size=size)
+        layer.build(x.shape)
+        layer.set_weights(weights)
+        outputs.append(to_numpy(layer(x, training=False)))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_ghost_batch_with_whole_batch_equals_plain_batch_norm():
+    rng = np.random.default_rng(25)
+    x = rng.normal(size=(8, 4, 3)).astype("float32")
+    results = []
+    for size in (None, 8):
+        layer = BatchNormalization(virtual_batch_size=size, momentum=0.5)
+        results.append((to_numpy(layer(x, training=True)), layer.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_ghost_batch_not_a_multiple_raises(plain_call_errors):
+    message = (
+        "The batch size must be a multiple of virtual_batch_size=4. "
+        "Received: inputs.shape=(6, 3)"
+    )
+    layer = BatchNormalization(virtual_batch_size=4)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        layer(np.zeros((6, 3), "float32"), training=True)
+    # Inference does not split the batch.
+    layer(np.zeros((6, 3), "float32"), training=False)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs only")
+def test_ghost_batch_not_a_multiple_raises_at_run_time_in_graphs():
+    import tensorflow as tf
+
+    layer = BatchNormalization(virtual_batch_size=4)
+    layer.build((None, 3))
+    step = tf.function(
+        lambda x: layer(x, training=True),
+        input_signature=[tf.TensorSpec((None, 3), tf.float32)],
+    )
+    step(np.zeros((8, 3), "float32"))
+    message = "The batch size must be a multiple of virtual_batch_size=4."
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        step(np.zeros((6, 3), "float32"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, condition",
+    [
+        (
+            {"renorm": True},
+            "when renorm=True (ghost batch normalization does not combine with renorm)",
+        ),
+        ({"axis": 0}, "when axis=0 (virtual batches split the batch axis)"),
+    ],
+)
+def test_ghost_batch_rejects_arguments_it_does_not_combine_with(kwargs, condition):
+    message = (
+        f"Invalid value received for argument `virtual_batch_size`. Expected "
+        f"None {condition}. Received: virtual_batch_size=2"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization(virtual_batch_size=2, **kwargs)
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="synchronized raises on torch")
+def test_ghost_batch_rejects_synchronized():
+    message = (
+        "Invalid value received for argument `virtual_batch_size`. Expected "
+        "None when synchronized=True (ghost batch normalization does not "
+        "combine with synchronized). Received: virtual_batch_size=2"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BatchNormalization(virtual_batch_size=2, synchronized=True)
+
+
+def test_ghost_batch_config_round_trips_and_stays_keras_compatible(tmp_path):
+    assert "virtual_batch_size" not in BatchNormalization().get_config()
+    layer = BatchNormalization(virtual_batch_size=4)
+    assert layer.get_config()["virtual_batch_size"] == 4
+    assert assert_config_round_trip(layer).virtual_batch_size == 4
+    run_layer_test(
+        BatchNormalization,
+        {"virtual_batch_size": 2},
+        (4, 3, 2),
+        tmp_path,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=2,
+    )
+
+
+# Synchronized statistics across devices ------------------------------------------
+
+_GLOBAL_BATCH = """
+import json
+import numpy as np
+rng = np.random.default_rng(0)
+# The two device halves differ in mean, so the average of per-device
+# variances (about 2.5) is far from the global variance (about 9).
+x = np.concatenate(
+    [rng.normal(0, 1, (8, 3)), rng.normal(5, 2, (8, 3))]
+).astype("float32")
+"""
+
+
+def _fit_and_report(setup):
+    return (
+        _GLOBAL_BATCH
+        + setup
+        + """
+import keras
+import keras_reg
+results = {}
+for synchronized in (True, False):
+    with scope():
+        layer = keras_reg.layers.BatchNormalization(
+            synchronized=synchronized, momentum=0.0
+        )
+        model = keras.Sequential([keras.Input((3,)), layer])
+        model.compile("sgd", "mse")
+    model.fit(x, np.zeros_like(x), batch_size=16, epochs=1, shuffle=False,
+              verbose=0)
+    results[str(synchronized)] = [
+        np.asarray(layer.moving_mean).tolist(),
+        np.asarray(layer.moving_variance).tolist(),
+    ]
+print(json.dumps(results))
+"""
+    )
+
+
+def _global_statistics():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (8, 3)), rng.normal(5, 2, (8, 3))]).astype(
+        "float32"
+    )
+    return x.mean(axis=0), x.var(axis=0)
+
+
+# These run their own backend in a subprocess, whatever the session's backend;
+# once is enough, in the default (TensorFlow) session.
+once = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="subprocess test, run in the TensorFlow session"
+)
+
+
+@once
+def test_synchronized_on_jax_uses_global_batch_of_two_devices():
+    setup = """
+import contextlib
+import jax
+import keras
+assert len(jax.devices()) == 2, jax.devices()
+keras.distribution.set_distribution(
+    keras.distribution.DataParallel(devices=jax.devices())
+)
+scope = contextlib.nullcontext
+"""
+    result = run_python(
+        _fit_and_report(setup),
+        env={
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    mean, variance = _global_statistics()
+    # keras.distribution runs one program over the global batch, so the
+    # statistics are global with or without the flag.
+    for synchronized in ("True", "False"):
+        np.testing.assert_allclose(results[synchronized][0], mean, rtol=1e-5)
+        np.testing.assert_allclose(results[synchronized][1], variance, rtol=1e-5)
+
+
+@once
+def test_synchronized_on_tensorflow_all_reduces_across_two_replicas():
+    setup = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+scope = strategy.scope
+"""
+    result = run_python(_fit_and_report(setup), env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    mean, variance = _global_statistics()
+    np.testing.assert_allclose(results["True"][0], mean, rtol=1e-5)
+    np.testing.assert_allclose(results["True"][1], variance, rtol=1e-5)
+    # Unsynchronized replicas each see 8 rows: local statistics, as Keras.
+    assert not np.allclose(results["False"][1], variance, rtol=0.1)

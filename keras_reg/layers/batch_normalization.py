@@ -2,133 +2,31 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Mapping
+import functools
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import (
-    check_float,
-    check_int,
-    invalid_argument,
-    layer_constructor_kwargs,
+from keras_reg._backends import fast_path
+from keras_reg._validation import check_float, check_int, layer_constructor_kwargs
+from keras_reg.layers._batch_norm_args import (
+    check_axis,
+    check_flag,
+    check_mask,
+    check_renorm_clipping,
+    check_synchronized,
+    check_virtual_batch_size,
 )
-from keras_reg.layers import _batch_norm_fast as fast
-
-_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
-_LISTED_CLIPPING_KEYS = ", ".join(f'"{key}"' for key in _CLIPPING_KEYS)
-
-
-def _check_renorm_clipping(value, renorm):
-    """Returns `renorm_clipping`: None or, with renorm, a dict of floats.
-
-    Keras reads (and validates) the argument only when `renorm` is True;
-    without renorm it is stored unread, as Keras stores it. Where Keras
-    raises, the message carries Keras's sentence in parentheses.
-    """
-    if not renorm:
-        return dict(value) if isinstance(value, Mapping) else value
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise invalid_argument(
-            "renorm_clipping",
-            f"None or a dict with only the keys {_LISTED_CLIPPING_KEYS}",
-            value,
-        )
-    unknown = [key for key in value if key not in _CLIPPING_KEYS]
-    if unknown:
-        raise invalid_argument(
-            "renorm_clipping",
-            f"only the keys {_LISTED_CLIPPING_KEYS} (Received invalid keys for "
-            f"`renorm_clipping` argument: {unknown})",
-            value,
-        )
-    clipping = {}
-    for key, bound in value.items():
-        is_number = not isinstance(bound, (bool, np.bool_)) and isinstance(
-            bound, numbers.Real
-        )
-        # Keras lets NaN through; it turns every output into NaN.
-        if not is_number or math.isnan(bound):
-            raise invalid_argument(
-                "renorm_clipping",
-                "float bounds that are not NaN (infinity means no bound)",
-                value,
-            )
-        clipping[key] = float(bound)
-    rmax = clipping.get("rmax")
-    rmin = clipping.get("rmin")
-    if rmax is not None and rmin is not None and rmax < rmin:
-        raise invalid_argument(
-            "renorm_clipping",
-            "rmax >= rmin (rmax should be greater than rmin in the "
-            "`renorm_clipping` argument)",
-            value,
-        )
-    if clipping.get("dmax", 0.0) < 0:
-        raise invalid_argument(
-            "renorm_clipping",
-            "dmax >= 0 (dmax should be non-negative in the `renorm_clipping` argument)",
-            value,
-        )
-    # Keras accepts these too; they clip the correction r to zero or below
-    # (erasing or flipping the normalized values) or to infinity.
-    if rmax is not None and rmax <= 0:
-        raise invalid_argument(
-            "renorm_clipping",
-            "rmax > 0 (the correction r is clipped to [rmin, rmax])",
-            value,
-        )
-    if rmin is not None and rmin == math.inf:
-        raise invalid_argument(
-            "renorm_clipping",
-            "rmin < inf (the correction r is clipped to [rmin, rmax])",
-            value,
-        )
-    return clipping
-
-
-def _check_flag(name, value):
-    """Returns a Python bool from a bool, a NumPy bool, or an int 0 or 1.
-
-    Keras stores these arguments as given and tests their truth; anything
-    else (None, strings such as "False", 2) is rejected rather than guessed.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and value in (0, 1):
-        return bool(value)
-    raise invalid_argument(name, "a bool, 0 or 1", value)
-
-
-def _check_synchronized(value):
-    synchronized = _check_flag("synchronized", value)
-    backend = keras.backend.backend()
-    # TensorFlow all-reduces across replicas; JAX's distribution API already
-    # runs one program over the global batch. Torch has no Keras-level
-    # distribution, so a flag there would silently mean local statistics.
-    if synchronized and backend not in ("tensorflow", "jax"):
-        raise invalid_argument(
-            "synchronized",
-            f"False on the {backend} backend (Argument synchronized=True is "
-            "only supported with the TensorFlow or JAX backend)",
-            value,
-        )
-    return synchronized
-
-
-def _clone_initializer(initializer):
-    # Calling one seeded initializer object twice would give two weights the
-    # same values; a fresh object from its config draws its own.
-    if isinstance(initializer, keras.initializers.Initializer):
-        return type(initializer).from_config(initializer.get_config())
-    return initializer
+from keras_reg.layers._batch_norm_stats import (
+    along,
+    channel_shape,
+    ghost_batch_norm,
+    moments,
+    normalize,
+    renorm_transform,
+)
 
 
 @register
@@ -151,14 +49,9 @@ class BatchNormalization(keras.layers.Layer):
     float64 inputs) whatever the compute dtype, so float16 and bfloat16
     inputs keep finite moving statistics.
 
-    Where the backend offers a faster kernel for the case at hand, the layer
-    uses it: for channels-last inputs on TensorFlow, the fused batch norm in
-    training and the portable formula compiled by XLA at inference; torch's
-    native batch norm for the last axis or axis 1 (no mask, renorm or
-    virtual batches in training). The results match the portable `keras.ops`
-    path within float32 tolerance; every other case runs the portable path,
-    which is also the fastest formulation measured on JAX (two passes, with
-    the mean held constant in the variance's gradient).
+    On TensorFlow and torch the layer takes a faster backend route where one
+    applies; the results match the portable `keras.ops` path within float32
+    tolerance.
 
     Beyond Keras, `virtual_batch_size` gives ghost batch normalization as in
     tf-keras 2, and `synchronized=True` is accepted on JAX as well as
@@ -273,37 +166,20 @@ class BatchNormalization(keras.layers.Layer):
         self.axis = check_int("axis", axis)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0)
         self.epsilon = check_float("epsilon", epsilon, low=0.0, low_open=True)
-        self.center = _check_flag("center", center)
-        self.scale = _check_flag("scale", scale)
-        self.renorm = _check_flag("renorm", renorm)
-        self.renorm_clipping = _check_renorm_clipping(renorm_clipping, self.renorm)
+        self.center = check_flag("center", center)
+        self.scale = check_flag("scale", scale)
+        self.renorm = check_flag("renorm", renorm)
+        self.renorm_clipping = check_renorm_clipping(renorm_clipping, self.renorm)
         self.renorm_momentum = check_float(
             "renorm_momentum", renorm_momentum, low=0.0, high=1.0
         )
-        self.synchronized = _check_synchronized(synchronized)
-        if virtual_batch_size is not None:
-            virtual_batch_size = check_int(
-                "virtual_batch_size", virtual_batch_size, low=1
-            )
-            for name, conflicting in (
-                ("renorm", self.renorm),
-                ("synchronized", self.synchronized),
-            ):
-                if conflicting:
-                    raise invalid_argument(
-                        "virtual_batch_size",
-                        f"None when {name}=True (ghost batch normalization "
-                        f"does not combine with {name})",
-                        virtual_batch_size,
-                    )
-            if self.axis == 0:
-                raise invalid_argument(
-                    "virtual_batch_size",
-                    "None when axis=0 (virtual batches split the batch axis)",
-                    virtual_batch_size,
-                )
-        self.virtual_batch_size = virtual_batch_size
-
+        self.synchronized = check_synchronized(synchronized)
+        self.virtual_batch_size = check_virtual_batch_size(
+            virtual_batch_size,
+            axis=self.axis,
+            renorm=self.renorm,
+            synchronized=self.synchronized,
+        )
         self.beta_initializer = keras.initializers.get(beta_initializer)
         self.gamma_initializer = keras.initializers.get(gamma_initializer)
         self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
@@ -315,70 +191,48 @@ class BatchNormalization(keras.layers.Layer):
         self.beta_constraint = keras.constraints.get(beta_constraint)
         self.gamma_constraint = keras.constraints.get(gamma_constraint)
         self.supports_masking = True
-
-        # Tests turn this off to compare the backend kernels with the
-        # portable keras.ops path.
-        self._use_fast_path = True
         self.gamma = None
         self.beta = None
         self.moving_mean = None
         self.moving_variance = None
 
-    def _check_axis(self, input_shape):
-        """Returns the normalized axis as a non-negative index."""
-        rank = len(input_shape)
-        if not -rank <= self.axis < rank:
-            raise invalid_argument(
-                "axis",
-                f"an int in [{-rank}, {rank - 1}] for inputs of rank {rank} "
-                f"(Axis {self.axis} is out of bounds for input shape "
-                f"{tuple(input_shape)})",
-                self.axis,
-            )
-        return self.axis % rank
-
     def build(self, input_shape):
-        axis = self._check_axis(input_shape)
+        axis = check_axis(self.axis, input_shape)
         if input_shape[axis] is None:
             raise ValueError(
                 f"The normalized axis {self.axis} must have a known size. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
-        shape = (input_shape[axis],)
+
+        # Keras's weights: the same names, order and options.
+        def add(name, initializer, trainable=False, **kwargs):
+            return self.add_weight(
+                shape=(input_shape[axis],),
+                name=name,
+                initializer=initializer,
+                trainable=trainable,
+                autocast=False,
+                **kwargs,
+            )
+
         if self.scale:
-            self.gamma = self.add_weight(
-                shape=shape,
-                name="gamma",
-                initializer=self.gamma_initializer,
+            self.gamma = add(
+                "gamma",
+                self.gamma_initializer,
+                trainable=True,
                 regularizer=self.gamma_regularizer,
                 constraint=self.gamma_constraint,
-                trainable=True,
-                autocast=False,
             )
         if self.center:
-            self.beta = self.add_weight(
-                shape=shape,
-                name="beta",
-                initializer=self.beta_initializer,
+            self.beta = add(
+                "beta",
+                self.beta_initializer,
+                trainable=True,
                 regularizer=self.beta_regularizer,
                 constraint=self.beta_constraint,
-                trainable=True,
-                autocast=False,
             )
-        self.moving_mean = self.add_weight(
-            shape=shape,
-            name="moving_mean",
-            initializer=self.moving_mean_initializer,
-            trainable=False,
-            autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            shape=shape,
-            name="moving_variance",
-            initializer=self.moving_variance_initializer,
-            trainable=False,
-            autocast=False,
-        )
+        self.moving_mean = add("moving_mean", self.moving_mean_initializer)
+        self.moving_variance = add("moving_variance", self.moving_variance_initializer)
         if self.renorm:
             # Renorm tracks standard deviations; they start at the square
             # root of the variance initializer, as in Keras.
@@ -386,253 +240,97 @@ class BatchNormalization(keras.layers.Layer):
                 variance = _clone_initializer(self.moving_variance_initializer)
                 return ops.sqrt(variance(shape, dtype=dtype))
 
-            self.moving_stddev = self.add_weight(
-                shape=shape,
-                name="moving_stddev",
-                initializer=stddev_initializer,
-                trainable=False,
-                autocast=False,
+            self.moving_stddev = add("moving_stddev", stddev_initializer)
+            self.renorm_mean = add(
+                "renorm_mean", _clone_initializer(self.moving_mean_initializer)
             )
-            self.renorm_mean = self.add_weight(
-                shape=shape,
-                name="renorm_mean",
-                initializer=_clone_initializer(self.moving_mean_initializer),
-                trainable=False,
-                autocast=False,
-            )
-            self.renorm_stddev = self.add_weight(
-                shape=shape,
-                name="renorm_stddev",
-                initializer=stddev_initializer,
-                trainable=False,
-                autocast=False,
-            )
+            self.renorm_stddev = add("renorm_stddev", stddev_initializer)
         self.input_spec = keras.layers.InputSpec(
             ndim=len(input_shape), axes={self.axis: input_shape[axis]}
         )
 
     def compute_output_shape(self, input_shape):
-        self._check_axis(input_shape)
+        check_axis(self.axis, input_shape)
         return input_shape
 
     def call(self, inputs, training=None, mask=None):
-        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
-            # The template's tail names the mask's shape: a tensor's repr
-            # would flood the message.
-            raise ValueError(
-                "Invalid value received for argument `mask`. Expected a mask "
-                f"of rank {len(inputs.shape) - 1} for inputs of shape "
-                f"{tuple(inputs.shape)} (The mask provided should be one "
-                "dimension less than the inputs). "
-                f"Received: mask.shape={tuple(mask.shape)}"
-            )
-        # Statistics in float16 overflow for inputs above ~256 (squares pass
-        # 65504), so everything below runs in float32, or float64 for float64
-        # inputs (keras.backend.result_type would drop those to float32 on
-        # some backends).
+        check_mask(mask, inputs)
+        # Statistics run in float32, or float64 for float64 inputs (which
+        # keras.backend.result_type drops to float32 on some backends): in
+        # float16 the squares of inputs above ~256 overflow.
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         compute_dtype = "float64" if input_dtype == "float64" else "float32"
-        # No-op casts are skipped: on eager torch the layer's per-call Python
-        # overhead is measurable beside small kernels. The conversion still
-        # moves a torch tensor to the layer's device (a CPU tensor into a
-        # layer on the GPU), as Keras's layer does.
+        # No-op casts are skipped: on eager torch the per-call Python overhead
+        # is measurable beside small kernels. The conversion still moves a
+        # torch tensor to the layer's device, as Keras's layer does.
         if input_dtype == compute_dtype:
             x = ops.convert_to_tensor(inputs)
         else:
             x = ops.cast(inputs, compute_dtype)
-        read = self._reader(compute_dtype)
+        # Decided once per call, for the same reason.
+        read = _value
+        if self.variable_dtype != compute_dtype:
+            read = functools.partial(ops.cast, dtype=compute_dtype)
         gamma = None if self.gamma is None else read(self.gamma)
         beta = None if self.beta is None else read(self.beta)
+        axis = self.axis % len(x.shape)
         if training and self.trainable:
-            outputs = self._train(x, mask, gamma, beta)
+            outputs, mean, variance = self._train(x, axis, mask, gamma, beta)
+            self._update_statistics(mean, variance)
         else:
-            outputs = self._infer(x, gamma, beta, read, compute_dtype)
+            mean = read(self.moving_mean)
+            variance = read(self.moving_variance)
+            outputs = self._infer(x, axis, mean, variance, gamma, beta)
         if compute_dtype == self.compute_dtype:
             return outputs
         return ops.cast(outputs, self.compute_dtype)
 
-    def _reader(self, dtype):
-        """Returns a function reading a variable's value in `dtype`.
+    def _infer(self, x, axis, mean, variance, gamma, beta):
+        fast = fast_path("batch_norm")
+        if fast is not None:
+            outputs = fast.infer(x, axis, mean, variance, gamma, beta, self.epsilon)
+            if outputs is not None:
+                return outputs
+        shape = channel_shape(len(x.shape), axis, x.shape[axis])
+        mean, variance = along(mean, shape), along(variance, shape)
+        return normalize(x, mean, variance, gamma, beta, self.epsilon, shape)
 
-        Decided once per call: on eager torch the layer's Python overhead is
-        measurable beside a 1024x512 inference kernel.
-        """
-        if self.variable_dtype == dtype:
-            return _value
-        return lambda variable: ops.cast(variable, dtype)
-
-    # Inference -------------------------------------------------------------
-
-    def _infer(self, x, gamma, beta, read, dtype):
-        axis = self.axis % len(x.shape)
-        mean = read(self.moving_mean)
-        variance = read(self.moving_variance)
-        if fast.available(self, x, mask=None, training=False, dtype=dtype):
-            return fast.infer(self, x, axis, mean, variance, gamma, beta, _normalize)
-        shape = _param_shape(len(x.shape), axis, mean.shape[0])
-        return _normalize(
-            x,
-            ops.reshape(mean, shape),
-            ops.reshape(variance, shape),
-            gamma,
-            beta,
-            self.epsilon,
-            shape,
-        )
-
-    # Training --------------------------------------------------------------
-
-    def _train(self, x, mask, gamma, beta):
-        rank = len(x.shape)
-        axis = self.axis % rank
+    def _train(self, x, axis, mask, gamma, beta):
+        """Returns the outputs and the batch's mean and biased variance."""
         if self.virtual_batch_size is not None:
-            return self._train_virtual(x, mask, gamma, beta, axis)
-        if fast.available(self, x, mask=mask, training=True):
-            outputs, mean, variance = fast.train(self, x, axis, gamma, beta)
-            self._update_moving_statistics(mean, variance)
-            return outputs
-
-        reduction_axes = [i for i in range(rank) if i != axis]
-        mean, variance = self._moments(x, mask, reduction_axes)
+            size = self.virtual_batch_size
+            return ghost_batch_norm(x, mask, axis, size, gamma, beta, self.epsilon)
+        fast = fast_path("batch_norm")
+        if fast is not None and mask is None and not (self.renorm or self.synchronized):
+            result = fast.train(x, axis, gamma, beta, self.epsilon)
+            if result is not None:
+                return result
         channels = x.shape[axis]
-        mean = ops.reshape(mean, (channels,))
-        variance = ops.reshape(variance, (channels,))
+        axes = [i for i in range(len(x.shape)) if i != axis]
+        mean, variance = moments(x, mask, axes, self.synchronized)
+        channel_mean = ops.reshape(mean, (channels,))
+        channel_variance = ops.reshape(variance, (channels,))
         if self.renorm:
-            gamma, beta = self._renorm_transform(mean, variance, gamma, beta)
-            self._update_renorm_statistics(mean, variance)
-        else:
-            self._update_moving_statistics(mean, variance)
-        shape = _param_shape(rank, axis, channels)
-        return _normalize(
-            x,
-            ops.reshape(mean, shape),
-            ops.reshape(variance, shape),
-            gamma,
-            beta,
-            self.epsilon,
-            shape,
-        )
-
-    def _train_virtual(self, x, mask, gamma, beta, axis):
-        batch = x.shape[0]
-        size = self.virtual_batch_size
-        if batch is not None and batch % size:
-            raise ValueError(
-                f"The batch size must be a multiple of virtual_batch_size="
-                f"{size}. Received: inputs.shape={tuple(x.shape)}"
+            gamma, beta = renorm_transform(
+                self, channel_mean, channel_variance, gamma, beta
             )
-        if batch is None:
-            x = fast.assert_batch_multiple(x, size)
-        rest = tuple(-1 if d is None else d for d in x.shape[1:])
-        # tf-keras's layout: [virtual_batch_size, n_virtual, ...], so virtual
-        # batch j holds examples j, j + n, j + 2n, ...
-        grouped = ops.reshape(x, (size, -1) + rest)
-        if mask is not None:
-            mask_rest = tuple(-1 if d is None else d for d in mask.shape[1:])
-            mask = ops.reshape(mask, (size, -1) + mask_rest)
-        work_axis = axis + 1
-        reduction_axes = [
-            i for i in range(len(grouped.shape)) if i not in (1, work_axis)
-        ]
-        mean, variance = self._moments(grouped, mask, reduction_axes)
-        channels = x.shape[axis]
-        # Moving statistics take the virtual batches' average, as tf-keras.
-        self._update_moving_statistics(
-            ops.reshape(ops.mean(mean, axis=1), (channels,)),
-            ops.reshape(ops.mean(variance, axis=1), (channels,)),
-        )
-        shape = _param_shape(len(grouped.shape), work_axis, channels)
-        outputs = _normalize(grouped, mean, variance, gamma, beta, self.epsilon, shape)
-        return ops.reshape(outputs, ops.shape(x))
+        shape = channel_shape(len(x.shape), axis, channels)
+        outputs = normalize(x, mean, variance, gamma, beta, self.epsilon, shape)
+        return outputs, channel_mean, channel_variance
 
-    def _moments(self, x, mask, axes):
-        """Returns the biased mean and variance with kept dimensions."""
-        if mask is None:
-            if self.synchronized:
-                synced = fast.synchronized_moments(x, None, axes)
-                if synced is not None:
-                    return synced
-            mean = ops.mean(x, axis=axes, keepdims=True)
-            variance = ops.mean(
-                ops.square(x - ops.stop_gradient(mean)), axis=axes, keepdims=True
-            )
-            return mean, variance
-        # The mask covers every input dimension but the last, as in Keras.
-        keep = ops.broadcast_to(
-            ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x)
-        )
-        if self.synchronized:
-            synced = fast.synchronized_moments(x, keep, axes)
-            if synced is not None:
-                return synced
-        count = ops.sum(ops.cast(keep, x.dtype), axis=axes, keepdims=True)
-        # A channel with no kept value gets mean 0 and variance 0.
-        count = ops.maximum(count, 1.0)
-        zeros = ops.zeros_like(x)
-        mean = ops.sum(ops.where(keep, x, zeros), axis=axes, keepdims=True) / count
-        deviation = ops.where(keep, x - mean, zeros)
-        variance = ops.sum(ops.square(deviation), axis=axes, keepdims=True) / count
-        return mean, variance
-
-    def _update_moving_statistics(self, mean, variance):
-        moving_mean = ops.cast(self.moving_mean, mean.dtype)
-        moving_variance = ops.cast(self.moving_variance, mean.dtype)
-        self.moving_mean.assign(
-            moving_mean * self.momentum + mean * (1.0 - self.momentum)
-        )
-        self.moving_variance.assign(
-            moving_variance * self.momentum + variance * (1.0 - self.momentum)
-        )
-
-    def _renorm_transform(self, mean, variance, gamma, beta):
-        """Folds the renorm correction `(x * r + d)` into gamma and beta."""
-        dtype = mean.dtype
+    def _update_statistics(self, mean, variance):
+        _move(self.moving_mean, mean, self.momentum)
+        if not self.renorm:
+            _move(self.moving_variance, variance, self.momentum)
+            return
         stddev = ops.sqrt(variance + self.epsilon)
-        renorm_mean = ops.cast(self.renorm_mean, dtype)
-        # The floor avoids dividing by a near-zero stddev early in training.
-        renorm_stddev = ops.maximum(
-            ops.cast(self.renorm_stddev, dtype), math.sqrt(self.epsilon)
-        )
-        r = stddev / renorm_stddev
-        d = (mean - renorm_mean) / renorm_stddev
-        clipping = self.renorm_clipping
-        if "rmin" in clipping:
-            r = ops.maximum(r, clipping["rmin"])
-        if "rmax" in clipping:
-            r = ops.minimum(r, clipping["rmax"])
-        if "dmax" in clipping:
-            d = ops.clip(d, -clipping["dmax"], clipping["dmax"])
-        # r and d are treated as constants in backpropagation (the paper).
-        r = ops.stop_gradient(r)
-        d = ops.stop_gradient(d)
-        if gamma is None:
-            new_gamma, new_beta = r, d
-        else:
-            new_gamma, new_beta = r * gamma, d * gamma
-        if beta is not None:
-            new_beta = new_beta + beta
-        return new_gamma, new_beta
-
-    def _update_renorm_statistics(self, mean, variance):
-        dtype = mean.dtype
-        stddev = ops.sqrt(variance + self.epsilon)
-        renorm_mean = ops.cast(self.renorm_mean, dtype)
-        renorm_stddev = ops.cast(self.renorm_stddev, dtype)
-        self.renorm_mean.assign(
-            renorm_mean * self.renorm_momentum + mean * (1.0 - self.renorm_momentum)
-        )
-        self.renorm_stddev.assign(
-            renorm_stddev * self.renorm_momentum + stddev * (1.0 - self.renorm_momentum)
-        )
-        moving_mean = ops.cast(self.moving_mean, dtype)
-        moving_stddev = ops.cast(self.moving_stddev, dtype)
-        self.moving_mean.assign(
-            moving_mean * self.momentum + mean * (1.0 - self.momentum)
-        )
-        new_stddev = moving_stddev * self.momentum + stddev * (1.0 - self.momentum)
-        self.moving_stddev.assign(new_stddev)
+        _move(self.renorm_mean, mean, self.renorm_momentum)
+        _move(self.renorm_stddev, stddev, self.renorm_momentum)
+        moving_stddev = _move(self.moving_stddev, stddev, self.momentum)
         # relu: rounding can push stddev**2 - epsilon just below zero.
-        self.moving_variance.assign(ops.relu(new_stddev * new_stddev - self.epsilon))
+        self.moving_variance.assign(
+            ops.relu(moving_stddev * moving_stddev - self.epsilon)
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BatchNormalization:
@@ -721,26 +419,20 @@ def is_batch_normalization(layer: Any) -> bool:
     return isinstance(layer, tuple(classes))
 
 
+def _clone_initializer(initializer):
+    # Calling one seeded initializer object twice would give two weights the
+    # same values; a fresh object from its config draws its own.
+    if isinstance(initializer, keras.initializers.Initializer):
+        return type(initializer).from_config(initializer.get_config())
+    return initializer
+
+
 def _value(variable):
     return variable.value
 
 
-def _param_shape(rank, axis, channels):
-    shape = [1] * rank
-    shape[axis] = channels
-    return tuple(shape)
-
-
-def _normalize(x, mean, variance, gamma, beta, epsilon, shape):
-    """`gamma * (x - mean) / sqrt(variance + epsilon) + beta`.
-
-    `mean` and `variance` broadcast against `x`; `gamma` and `beta` are
-    per-channel vectors, reshaped to `shape`.
-    """
-    inv = ops.rsqrt(variance + epsilon)
-    if gamma is not None:
-        inv = inv * ops.reshape(gamma, shape)
-    shift = -mean * inv
-    if beta is not None:
-        shift = shift + ops.reshape(beta, shape)
-    return x * inv + shift
+def _move(variable, value, momentum):
+    """Moves `variable` toward `value`; returns the new value, in `value`'s dtype."""
+    new = ops.cast(variable, value.dtype) * momentum + value * (1.0 - momentum)
+    variable.assign(new)
+    return new
