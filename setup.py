@@ -1,7 +1,8 @@
 """Builds keras_reg's optional native mask kernels; everything else is in setup.cfg.
 
-The extension is optional: where it cannot be compiled (no C compiler), the
-package installs without it and masks are drawn by PyTorch kernels instead.
+The extension (`keras_reg/_backends/_torch_masks.c`) is optional: where it
+cannot be compiled (no C compiler), the package installs without it and
+PyTorch's fast path for masks uses NumPy and torch kernels instead.
 On Linux with GCC it is compiled with OpenMP (`-fopenmp`, GCC's runtime
 libgomp, the one PyTorch's Linux wheels use), so that its loops can run on
 PyTorch's threads (keras_reg checks at load time that it shares torch's
@@ -59,8 +60,8 @@ setup(
     cmdclass={"build_ext": BuildExt},
     ext_modules=[
         Extension(
-            "keras_reg.layers._mask_kernels",
-            sources=["keras_reg/layers/_mask_kernels.c"],
+            "keras_reg._backends._torch_masks",
+            sources=["keras_reg/_backends/_torch_masks.c"],
             optional=True,
         )
     ],

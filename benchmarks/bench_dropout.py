@@ -33,9 +33,9 @@ Each case runs in a fresh process: a case's large allocations otherwise
 change how the next one's buffers page-fault. `BENCH_CASES=dropout,...`
 runs only the cases named, in this process.
 `device` is "cpu" or the accelerator's name; on a GPU each pass is timed
-until the device has run it. Where the Triton kernel draws the masks (PyTorch
-on a GPU, see the README's "How masks are drawn"), `torch_kernels_ms` times
-keras_reg's layer with it switched off, in the same rounds.
+until the device has run it. `BENCH_PORTABLE=1` also times keras_reg's layer
+with every fast path switched off (`keras_reg._backends.portable_only()`),
+in the same rounds: `portable_ms`.
 On PyTorch, `native_kernels` says whether the optional C kernels (see the
 README's "Native kernels", CPU only) served the float32 masks, and
 `native_threads` on how many threads they ran (torch's count where built with
@@ -69,6 +69,7 @@ if BACKEND == "torch" and os.environ.get("BENCH_TORCH_THREADS"):
 SHAPE = (64, 32, 32, 64)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 CALLS_PER_ROUND = 2
+PORTABLE = os.environ.get("BENCH_PORTABLE") == "1"
 CASES = (
     os.environ.get("BENCH_CASES", "").split(",")
     if os.environ.get("BENCH_CASES")
@@ -158,45 +159,37 @@ def _torch_threads():
     return torch.get_num_threads()
 
 
+def _torch_masks():
+    """The PyTorch fast path module for masks (on other backends, None)."""
+    if BACKEND != "torch":
+        return None
+    from keras_reg._backends import fast_path
+
+    return fast_path("masks")
+
+
 def _native_kernels():
     if BACKEND != "torch":
         return None
-    from keras_reg.layers import _masks
-
-    # They serve CPU tensors only; on a GPU the Triton kernel draws the masks.
+    # They serve CPU tensors only.
     on_cpu = keras.ops.convert_to_tensor(0.0).device.type == "cpu"
-    return _masks._mask_kernels is not None and on_cpu
+    return _torch_masks().native is not None and on_cpu
 
 
 def _native_threads():
     """Threads the C kernels run on (1 unless they share torch's OpenMP pool)."""
     if not _native_kernels():
         return None
-    from keras_reg.layers import _masks
-
-    return _masks._native_threads()
+    return _torch_masks().native_threads()
 
 
-def _triton_kernel():
-    """Whether the Triton kernel serves the masks here (PyTorch on a GPU)."""
-    if BACKEND != "torch":
-        return False
-    from keras_reg.layers import _masks
-
-    return _masks._triton_usable(keras.ops.convert_to_tensor(0.0))
-
-
-def _without_triton(function):
-    """`function` with the Triton kernel switched off: the torch kernels draw."""
-    from keras_reg.layers import _masks
+def _portable(function):
+    """`function` with every fast path switched off."""
+    from keras_reg._backends import portable_only
 
     def run():
-        devices = _masks._TRITON_DEVICES
-        _masks._TRITON_DEVICES = ()
-        try:
+        with portable_only():
             function()
-        finally:
-            _masks._TRITON_DEVICES = devices
 
     return run
 
@@ -291,10 +284,8 @@ def main():
             "keras": _forward_backward(theirs(0.5), x, g),
             "keras_seeded": _forward_backward(theirs(0.5, seed=1), x, g),
         }
-        if _triton_kernel():
-            functions["keras_reg_torch_kernels"] = _without_triton(
-                _forward_backward(ours(0.5), x, g)
-            )
+        if PORTABLE:
+            functions["portable"] = _portable(_forward_backward(ours(0.5), x, g))
         if case == "spatial_dropout_2d":
             functions["floor"] = _forward_backward(_FixedMask(SHAPE), x, g)
         else:
@@ -302,8 +293,8 @@ def main():
             functions["keras_0_3"] = _forward_backward(theirs(0.3), x, g)
         ms = _time(functions)
         extra = {"keras_seeded_ms": round(ms["keras_seeded"], 2)}
-        if "keras_reg_torch_kernels" in ms:
-            extra["torch_kernels_ms"] = round(ms["keras_reg_torch_kernels"], 2)
+        if PORTABLE:
+            extra["portable_ms"] = round(ms["portable"], 2)
         if "keras_reg_0_3" in ms:
             extra["rate_0_3_ratio"] = round(ms["keras_reg_0_3"] / ms["keras_0_3"], 3)
         if "floor" in ms:
@@ -315,22 +306,21 @@ def main():
         return
     inputs = rng.normal(size=(64, 1024)).astype("float32")
     targets = rng.normal(size=(64, 1024)).astype("float32")
-    ms = _time(
-        {
-            "keras_reg": _train_step(
-                keras_reg.layers.DropConnect(keras.layers.Dense(1024), 0.5),
-                inputs,
-                targets,
-            ),
-            "keras": _train_step(keras.layers.Dense(1024), inputs, targets),
-            "keras_reg_0_3": _train_step(
-                keras_reg.layers.DropConnect(keras.layers.Dense(1024), 0.3),
-                inputs,
-                targets,
-            ),
-            "floor": _train_step(_FixedMaskDense(1024), inputs, targets),
-        }
-    )
+
+    def drop_connect(rate):
+        layer = keras_reg.layers.DropConnect(keras.layers.Dense(1024), rate)
+        return _train_step(layer, inputs, targets)
+
+    functions = {
+        "keras_reg": drop_connect(0.5),
+        "keras": _train_step(keras.layers.Dense(1024), inputs, targets),
+        "keras_reg_0_3": drop_connect(0.3),
+        "floor": _train_step(_FixedMaskDense(1024), inputs, targets),
+    }
+    if PORTABLE:
+        functions["portable"] = _portable(drop_connect(0.5))
+    ms = _time(functions)
+    extra = {"portable_ms": round(ms["portable"], 2)} if PORTABLE else {}
     _report(
         "drop_connect_dense_1024",
         ms,
@@ -340,6 +330,7 @@ def main():
         rate_0_3_ratio=round(ms["keras_reg_0_3"] / ms["keras"], 3),
         floor_ms=round(ms["floor"], 2),
         floor_ratio=round(ms["floor"] / ms["keras"], 3),
+        **extra,
     )
 
 

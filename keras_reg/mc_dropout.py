@@ -1,12 +1,14 @@
 """mc_predict: Monte Carlo dropout predictions with BatchNormalization frozen."""
 
 import random
+import threading
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_reg._validation import check_int, check_seed, invalid_argument
-from keras_reg.layers._masks import MCContext
+from keras_reg.layers import _masks
 
 # Keras's random layers act only when called with training=True, which
 # mc_predict never does: inside it they would silently be the identity.
@@ -16,6 +18,50 @@ _KERAS_RANDOM_LAYERS = (
     keras.layers.GaussianNoise,
     keras.layers.AlphaDropout,
 )
+
+
+# `mc_predict` switches the dropout family on while the model runs with
+# training=False, so BatchNormalization stays in inference.
+_mc_state = threading.local()
+
+
+def mc_context():
+    """Returns the active Monte Carlo context, or None."""
+    return getattr(_mc_state, "context", None)
+
+
+class MCContext:
+    """Hands out seed states for each dropout-family call of a Monte Carlo pass.
+
+    Call `c` (counted from 0 within a forward pass) of pass `p` uses the state
+    `(fmix32(fmix32(seed) + c), p)`, so a pass's masks depend only on `seed`,
+    `p` and the order in which the model calls its layers.
+    """
+
+    def __init__(self, seed):
+        self.base = _masks.fmix32(ops.convert_to_tensor(seed, "int32"))
+        self.pass_index = 0
+        self.call_index = 0
+        self.layers_seen = 0
+
+    def start_pass(self, pass_index):
+        self.pass_index = pass_index
+        self.call_index = 0
+
+    def next_state(self):
+        # int32 additions wrap, as the 32-bit hash's do.
+        seed = _masks.fmix32(ops.add(self.base, self.call_index))
+        self.call_index += 1
+        return ops.stack([seed, ops.convert_to_tensor(self.pass_index, "int32")])
+
+    def __enter__(self):
+        if mc_context() is not None:
+            raise RuntimeError("mc_predict cannot be nested.")
+        _mc_state.context = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _mc_state.context = None
 
 
 def _sublayers(value):

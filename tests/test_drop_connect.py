@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reg.layers import DropConnect, _masks
+from keras_reg.layers import DropConnect
 from tests.helpers import assert_model_save_round_trip, run_layer_test
 from tests.test_dropout import reference_keep
 
@@ -74,11 +74,8 @@ def _masked_kernel(layer, seed, counter):
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])  # 1-, 2- and 16-bit draws
-def test_every_call_draws_the_documented_mask_after_the_first(rate, monkeypatch):
-    # On PyTorch, calls after the first reuse the mask's first hash round;
-    # assigning a new seed state must not reuse a stale one. The torch
-    # kernels, which hold that cache, are forced for this small kernel.
-    monkeypatch.setattr(_masks, "_NUMPY_MAX_ELEMENTS", 0)
+def test_every_call_draws_the_documented_mask_after_the_first(rate):
+    # Assigning a new seed state between calls gives that state's masks.
     layer, x = _identity_probe(rate, seed=3)
     states = [(3, 0), (3, 1), (3, 2), (11, 5), (11, 6), (3, 3), (12, 0), (11, 1)]
     for seed, counter in states:
@@ -196,25 +193,19 @@ def test_wrapped_activity_regularizer_counts_once_per_sample_as_in_keras(batch):
     )
 
 
-def _step_results(layer, x, upstream):
-    """Output, input and kernel gradients and losses of one training call (torch)."""
-    import torch
-
-    x = torch.from_numpy(x).requires_grad_(True)
-    y = layer(x, training=True)
-    kernel = layer.layer.kernel.value
-    grads = torch.autograd.grad((y * torch.from_numpy(upstream)).sum(), [x, kernel])
-    return [_numpy(t.detach()) for t in (y, *grads)] + [
-        float(_numpy(loss.detach())) for loss in layer.losses
-    ]
-
-
 class _TrainingScaled(keras.layers.Dense):
     """A Dense layer whose `call` reads `training`: doubled in training."""
 
     def call(self, inputs, training=None):
         outputs = super().call(inputs)
         return outputs * 2 if training else outputs
+
+
+class _MaskedDense(keras.layers.Dense):
+    """A Dense layer whose `call` takes a Keras mask."""
+
+    def call(self, inputs, mask=None):
+        return super().call(inputs)
 
 
 _WRAPPED = {
@@ -232,101 +223,79 @@ _WRAPPED = {
     "Conv2D": (lambda: keras.layers.Conv2D(3, 2, padding="same"), (2, 4, 4, 2)),
     "Conv1DTranspose": (lambda: keras.layers.Conv1DTranspose(3, 2), (2, 5, 2)),
     "Dense_training": (lambda: _TrainingScaled(5), (3, 6)),
+    "Dense_masked_call": (lambda: _MaskedDense(5), (3, 6)),
     "Dense_mixed_float16": (
         lambda: keras.layers.Dense(5, dtype="mixed_float16"),
         (3, 6),
     ),
+    "Dense_autocast_off": (lambda: keras.layers.Dense(5, autocast=False), (3, 6)),
+    "Dense_rematerialized": (lambda: _rematerialized_dense(5), (3, 6)),
 }
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="the direct call is PyTorch's")
+def _rematerialized_dense(units):
+    with keras.RematScope(mode="activations"):
+        return keras.layers.Dense(units, activation="relu")
+
+
+def _gradients(outputs, upstream, sources):
+    """d sum(outputs * upstream) / d sources, on PyTorch's autograd."""
+    import torch
+
+    loss = (outputs.float() * torch.from_numpy(upstream)).sum()
+    return [_numpy(g) for g in torch.autograd.grad(loss, sources)]
+
+
 @pytest.mark.parametrize("wrapped", sorted(_WRAPPED))
-def test_direct_call_gives_what_the_wrapped_layers_call_gives(wrapped, monkeypatch):
+def test_training_call_is_the_wrapped_layer_with_the_masked_kernel(wrapped):
+    # Oracle: the same wrapped layer, called by Keras with the documented
+    # masked kernel as its kernel: same outputs, losses and, on PyTorch,
+    # input and kernel gradients (the kernel's through the mask).
     factory, shape = _WRAPPED[wrapped]
     rng = np.random.default_rng(3)
     x = rng.normal(size=shape).astype("float32")
-    wrapped_layers = [factory(), factory()]
-    policy = wrapped_layers[0].dtype_policy.name
-    layers = [DropConnect(w, 0.4, seed=5, dtype=policy) for w in wrapped_layers]
-    for layer in layers:
-        layer.build(shape)
-    weights = [rng.normal(size=w.shape).astype("f4") for w in layers[0].layer.weights]
-    for layer in layers:
-        layer.layer.set_weights(weights)
-        assert layer._calls_directly(x)
-    upstream_shape = layers[0].compute_output_shape(shape)
-    upstream = rng.normal(size=upstream_shape).astype("float32")
-    # Which layers go through Layer.__call__: the wrapped one only on the
-    # second path.
-    called = []
-    keras_call = keras.layers.Layer.__call__
+    policy = factory().dtype_policy.name
+    layer = DropConnect(factory(), 0.4, seed=5, dtype=policy)
+    layer.build(shape)
+    oracle = factory()
+    oracle.build(shape)
+    weights = [rng.normal(size=w.shape).astype("f4") for w in layer.layer.weights]
+    layer.layer.set_weights(weights)
+    oracle.set_weights(weights)
+    keep = reference_keep(layer.layer.kernel.shape, 0.4, 5, 0)
+    # Under a mixed policy the kernel is read, and masked, in the compute dtype.
+    dtype = layer.layer.compute_dtype
+    multiplier = (keep * np.float32(1 / 0.6)).astype(dtype)
 
-    def spy(self, *args, **kwargs):
-        called.append(self)
-        return keras_call(self, *args, **kwargs)
+    def masked(kernel):
+        return (kernel.astype(dtype) * multiplier).astype("float32")
 
-    monkeypatch.setattr(keras.layers.Layer, "__call__", spy)
-    direct = _step_results(layers[0], x, upstream)
-    assert called == [layers[0]]
-    monkeypatch.setattr(DropConnect, "_calls_directly", lambda self, inputs: False)
-    through_call = _step_results(layers[1], x, upstream)
-    assert called == [layers[0], layers[1], layers[1].layer]
-    assert len(direct) == len(through_call) == 3 + ("activity" in wrapped)
-    for got, expected in zip(direct, through_call, strict=True):
-        np.testing.assert_array_equal(got, expected)
+    oracle.kernel.assign(masked(_numpy(layer.layer.kernel)))
+    if BACKEND == "torch":
+        import torch
 
-
-class _MaskedDense(keras.layers.Dense):
-    """A Dense layer whose `call` takes a mask: called through `__call__`."""
-
-    def call(self, inputs, mask=None):
-        return super().call(inputs)
+        x = torch.from_numpy(x).requires_grad_(True)
+    outputs, expected = layer(x, training=True), oracle(x, training=True)
+    np.testing.assert_array_equal(_numpy(outputs), _numpy(expected))
+    assert len(layer.losses) == len(oracle.losses) == ("activity" in wrapped)
+    for loss, oracle_loss in zip(layer.losses, oracle.losses, strict=True):
+        assert float(_numpy(loss)) == float(_numpy(oracle_loss))
+    if BACKEND == "torch":
+        upstream = rng.normal(size=tuple(outputs.shape)).astype("float32")
+        kernel = layer.layer.kernel.value
+        grads = _gradients(outputs, upstream, [x, kernel])
+        oracle_grads = _gradients(expected, upstream, [x, oracle.kernel.value])
+        np.testing.assert_array_equal(grads[0], oracle_grads[0])
+        np.testing.assert_array_equal(grads[1], masked(oracle_grads[1]))
 
 
-class _OwnCallDense(keras.layers.Dense):
-    def __call__(self, *args, **kwargs):
-        return super().__call__(*args, **kwargs)
-
-
-class _OwnForwardDense(keras.layers.Dense):
-    def forward(self, *args, **kwargs):
-        return super().forward(*args, **kwargs)
-
-
-class _OwnMaskDense(keras.layers.Dense):
-    def compute_mask(self, inputs, previous_mask):
-        return previous_mask
-
-
-@pytest.mark.skipif(BACKEND != "torch", reason="the direct call is PyTorch's")
-def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch):
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's module hooks")
+def test_torch_hooks_on_the_wrapped_layer_run_in_training():
     import torch
 
-    x = np.ones((2, 4), "float32")
     layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
+    x = np.ones((2, 4), "float32")
     layer.build(x.shape)
-    assert layer._calls_directly(x)
-    with keras.RematScope(mode="activations"):
-        rematerialized = keras.layers.Dense(3, activation="relu")
-    for wrapped, wrapper_kwargs in [
-        (_MaskedDense(3), {}),  # a mask-taking call
-        (_OwnCallDense(3), {}),
-        (_OwnForwardDense(3), {}),
-        (_OwnMaskDense(3), {}),
-        (rematerialized, {}),
-        # Another dtype policy or autocast setting: the wrapped layer's own
-        # casting applies.
-        (keras.layers.Dense(3), {"dtype": "mixed_float16"}),
-        (keras.layers.Dense(3, autocast=False), {}),
-    ]:
-        other = DropConnect(wrapped, 0.5, seed=1, **wrapper_kwargs)
-        other.build(x.shape)
-        assert not other._calls_directly(x), wrapped
-    # An input carrying a Keras mask.
-    masked = torch.ones(2, 4)
-    masked._keras_mask = torch.ones(2, dtype=torch.bool)
-    assert not layer._calls_directly(masked)
-    # Torch hooks, the layer's or global ones, run through its __call__.
     seen = []
     for register in (
         layer.layer.register_forward_hook,
@@ -334,25 +303,11 @@ def test_direct_call_is_skipped_where_the_wrapped_call_would_do_more(monkeypatch
     ):
         handle = register(lambda module, *args: seen.append(module))
         try:
-            assert not layer._calls_directly(x)
             layer(x, training=True)
         finally:
             handle.remove()
         assert layer.layer in seen
         seen.clear()
-    # A compiled module, a trace in progress.
-    compiled = DropConnect(keras.layers.Dense(3), 0.5)
-    compiled.build(x.shape)
-    compiled.layer.compile()
-    assert not compiled._calls_directly(x)
-    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
-    assert not layer._calls_directly(x)
-    monkeypatch.undo()
-    # A distribution may lay the outputs out (none runs on torch: a stand-in).
-    monkeypatch.setattr(keras.distribution, "distribution", lambda: object())
-    assert not layer._calls_directly(x)
-    monkeypatch.undo()
-    assert layer._calls_directly(x)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -379,12 +334,6 @@ def test_quantized_wrapped_layer_is_refused_when_called():
     with pytest.raises(ValueError) as info:
         layer(np.ones((2, 4), "float32"), training=True)
     assert str(info.value) == _message("layer", _LAYER_EXPECTED, dense)
-
-
-def test_direct_call_is_torch_only():
-    layer = DropConnect(keras.layers.Dense(3), 0.5, seed=1)
-    layer.build((2, 4))
-    assert layer._calls_directly(np.ones((2, 4), "float32")) == (BACKEND == "torch")
 
 
 def test_wrapped_constraint_still_applies():

@@ -1,66 +1,17 @@
 """DropConnect: drops the connections (kernel entries) of a wrapped layer."""
 
-import inspect
-
 import keras
 from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_rate, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, FirstRoundCache, drop
+from keras_reg.layers._masks import drop
+from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
 _LAYER_EXPECTED = (
     "a Keras layer with a `kernel` weight, such as Dense or Conv2D, "
     "not LoRA-enabled or quantized"
 )
-_DIRECT_CALL_ARGUMENTS = ({"inputs"}, {"inputs", "training"})
-_TORCH_MODULE_HOOKS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-)
-
-
-def _torch_call_does_more(module):
-    """Whether `torch.nn.Module.__call__` would do more than `module.forward`.
-
-    Hooks (the module's or global ones), a `module.compile()`d forward, or a
-    `torch.jit.trace` recording module scopes; True where unknown.
-    """
-    import torch
-    from torch.nn.modules import module as torch_module
-
-    try:
-        hooks = any(getattr(module, name) for name in _TORCH_MODULE_HOOKS) or any(
-            getattr(torch_module, f"_global{name}") for name in _TORCH_MODULE_HOOKS
-        )
-    except AttributeError:  # a torch without these registries
-        return True
-    compiled = getattr(module, "_compiled_call_impl", None) is not None
-    return hooks or compiled or torch.jit.is_tracing()
-
-
-def _direct_call_parameters(layer):
-    """The parameters of `layer.call` where it may run without `__call__`, else None.
-
-    Its class must leave `Layer.__call__`, torch's `forward` and
-    `compute_mask` as Keras defines them, and `call` take only `inputs` and
-    `training`; the layer must not rematerialize (`keras.RematScope`).
-    """
-    base, kind = keras.layers.Layer, type(layer)
-    parameters = frozenset(inspect.signature(layer.call).parameters)
-    if (
-        keras.backend.backend() == "torch"
-        and parameters in _DIRECT_CALL_ARGUMENTS
-        and kind.__call__ is base.__call__
-        and kind.forward is base.forward
-        and kind.compute_mask is base.compute_mask
-        # Set from the RematScope at construction; unknown counts as set.
-        and getattr(layer, "_remat_mode", "unknown") is None
-    ):
-        return parameters
-    return None
 
 
 @register
@@ -83,15 +34,7 @@ class DropConnect(DropoutFamilyLayer):
     are saved under the wrapper.
 
     Masks are drawn as in `keras_reg.layers.Dropout`: reproducible with a
-    seed, saved with the model and active inside `keras_reg.mc_predict`. On
-    PyTorch, float32 kernels on the CPU are masked by the package's optional
-    native kernels where they were built, keeping the mask as one bit per
-    kernel entry for the backward pass. On TensorFlow, and on PyTorch
-    elsewhere for kernels of more than 2**16 entries, the wrapper keeps the
-    first of the mask hash's two rounds, which depends only on the seed,
-    between calls: `b / 8` bytes per kernel entry for `b`-bit draws (2 bytes
-    at most, 1/8 at rate 0.5) for each of the last two seeds used, for one
-    round of hashing per step instead of two.
+    seed, saved with the model and active inside `keras_reg.mc_predict`.
 
     Args:
         layer: a Keras layer with a `kernel` weight (Dense, EinsumDense,
@@ -131,9 +74,6 @@ class DropConnect(DropoutFamilyLayer):
         self.rate = check_rate("rate", rate)
         self.seed = check_seed("seed", seed)
         self._init_seed(self.seed)
-        self._first_round = FirstRoundCache()
-        # The wrapped `call`'s parameters where it may be called directly.
-        self._direct_call_parameters = None
         if layer.built:
             self._check_kernel()
             self.input_spec = layer.input_spec
@@ -149,36 +89,9 @@ class DropConnect(DropoutFamilyLayer):
         if not self.layer.built:
             self.layer.build(input_shape)
         self._check_kernel()
-        # Checked by the wrapper's own `__call__`, which the direct call relies on.
+        # Checked by the wrapper's own `__call__` too, before a mask is drawn.
         self.input_spec = self.layer.input_spec
-        self._direct_call_parameters = _direct_call_parameters(self.layer)
         self.built = True
-
-    def _calls_directly(self, inputs):
-        """Whether the masked call may skip the wrapped layer's `Layer.__call__`.
-
-        On PyTorch every training step runs in Python, and the wrapped
-        layer's own `__call__` (through `torch.nn.Module.__call__`) costs a
-        few percent of a `Dense(1024)` step. What it does is already done by
-        the wrapper's `__call__` when the two layers share their dtype
-        policy (input casting, autocasting, training flag), with the kernel
-        built, the input checked against its spec and the activity penalty
-        added below. It still runs wherever it would do more: another dtype
-        policy; a layer class with its own `__call__`, `forward` or
-        `compute_mask`, or a `call` taking arguments other than `inputs` and
-        `training` (masks); rematerialization; an input carrying a Keras
-        mask; a distribution (which may lay out the outputs); torch hooks, a
-        compiled module or a `torch.jit.trace`. TensorFlow and JAX trace the
-        step once, so they always take it.
-        """
-        return (
-            self._direct_call_parameters is not None
-            and self.layer.dtype_policy.name == self.dtype_policy.name
-            and self.layer.autocast == self.autocast
-            and getattr(inputs, "_keras_mask", None) is None
-            and keras.distribution.distribution() is None
-            and not _torch_call_does_more(self.layer)
-        )
 
     def call(self, inputs, training=False):
         if not self._is_active(training) or self.rate == 0:
@@ -188,25 +101,16 @@ class DropConnect(DropoutFamilyLayer):
         if self.rate == 1:
             masked = ops.zeros_like(value)
         else:
-            shape = tuple(value.shape)
-            keys = self._next_keys()
-            masked = drop(value, shape, self.rate, keys, cache=self._first_round)
+            masked = drop(value, value.shape, self.rate, self._next_state())
 
-        # The wrapped layer runs (through its own __call__ unless
-        # `_calls_directly`) with its kernel read as `masked`. Its other
-        # variables are mapped to their current values so that, inside an
-        # outer stateless scope (JAX training), they still resolve to the
-        # traced values.
+        # The wrapped layer runs through its own __call__ with its kernel read
+        # as `masked`. Its other variables are mapped to their current values
+        # so that, inside an outer stateless scope (JAX training), they still
+        # resolve to the traced values.
         variables = self.layer.variables
         mapping = [(v, masked if v is kernel else v.value) for v in variables]
-        direct = self._calls_directly(inputs)
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            if not direct:
-                outputs = self.layer(inputs)
-            elif "training" in self._direct_call_parameters:
-                outputs = self.layer.call(inputs, training=training)
-            else:
-                outputs = self.layer.call(inputs)
+            outputs = self.layer(inputs)
         # State the wrapped layer updated (e.g. its own seed generators) is
         # written back; the kernel never is.
         for variable, old in mapping:

@@ -5,7 +5,8 @@ from keras import ops
 from keras_reg import _validation
 from keras_reg._api import register
 from keras_reg._validation import check_rate, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, drop
+from keras_reg.layers._masks import drop
+from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
 
 def check_noise_shape(noise_shape):
@@ -73,11 +74,7 @@ class Dropout(DropoutFamilyLayer):
     is a `keras.random.SeedGenerator`, advanced once per training call and
     saved in `.keras` files: with a `seed`, two fresh processes draw the same
     masks, on any backend, and a reloaded model continues the sequence of
-    masks where the saved one stopped. On PyTorch, contiguous float32 CPU
-    inputs without a `noise_shape` are masked by the package's optional
-    native kernels where they were built, keeping the mask for the backward
-    pass as one bit per unit; float inputs on a GPU by one Triton kernel,
-    where Triton is installed.
+    masks where the saved one stopped.
 
     Inside `keras_reg.mc_predict`, the layer drops units even though the
     model runs with `training=False`.
@@ -135,7 +132,7 @@ class Dropout(DropoutFamilyLayer):
         if self.rate == 1:
             return ops.zeros_like(inputs)
         shape = resolve_noise_shape(self.noise_shape, inputs)
-        return drop(inputs, shape, self.rate, self._next_keys())
+        return drop(inputs, shape, self.rate, self._next_state())
 
     def compute_output_shape(self, input_shape):
         return input_shape

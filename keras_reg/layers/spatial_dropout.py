@@ -5,7 +5,8 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_rate, check_seed, invalid_argument
-from keras_reg.layers._masks import DropoutFamilyLayer, drop
+from keras_reg.layers._masks import drop
+from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
 _DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -61,7 +62,7 @@ class _SpatialDropout(DropoutFamilyLayer):
         if self.rate == 1:
             return ops.zeros_like(inputs)
         shape = self._noise_shape(inputs)
-        return drop(inputs, shape, self.rate, self._next_keys())
+        return drop(inputs, shape, self.rate, self._next_state())
 
     def compute_output_shape(self, input_shape):
         return input_shape

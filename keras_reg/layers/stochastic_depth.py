@@ -4,7 +4,8 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._validation import check_rate, check_seed
-from keras_reg.layers._masks import DropoutFamilyLayer, drop
+from keras_reg.layers._masks import drop
+from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
 
 @register
@@ -77,7 +78,7 @@ class StochasticDepth(DropoutFamilyLayer):
                 return shortcut + ops.zeros_like(residual)
             shape = ops.shape(residual)
             noise_shape = (shape[0],) + (1,) * (len(shape) - 1)
-            residual = drop(residual, noise_shape, self.rate, self._next_keys())
+            residual = drop(residual, noise_shape, self.rate, self._next_state())
         return ops.add(shortcut, residual)
 
     def compute_output_shape(self, input_shape):
