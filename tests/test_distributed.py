@@ -1,7 +1,7 @@
 """Training under tf.distribute and keras.distribution.
 
 BatchNormalization's global-batch statistics under both are tested next to the
-layer, in test_batch_normalization_beyond_keras.py.
+layer, in test_batch_normalization.py.
 
 Each scenario runs in a fresh subprocess: the device layout (two logical CPUs
 for TensorFlow, two host devices for JAX) must be fixed before the framework
