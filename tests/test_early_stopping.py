@@ -2,7 +2,7 @@
 
 Behaviour is driven by `model.fit` on tiny data with a scripted metric, and
 compared with `keras.callbacks.EarlyStopping` as an oracle on the same metric
-sequences. Robustness features (issue 5) are in test_early_stopping_robust.py.
+sequences.
 """
 
 import math
@@ -15,6 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_reg.callbacks import EarlyStopping
+from tests.callback_helpers import (
+    ScriptedMetric,
+    WeightRecorder,
+    assert_weights_equal,
+    data,
+    fit_scripted,
+    tiny_model,
+)
 from tests.helpers import assert_config_round_trip, assert_json_round_trip
 
 KERAS_ARGUMENTS = (
@@ -29,70 +37,6 @@ KERAS_ARGUMENTS = (
 )
 
 
-class ScriptedMetric(keras.callbacks.Callback):
-    """Writes `values[epoch]` into the epoch logs under `name`.
-
-    Listed before the callback under test, it runs first on the same logs
-    dict, so the monitored sequence is fixed whatever the model learns.
-    """
-
-    def __init__(self, name, values):
-        super().__init__()
-        self.name = name
-        self.values = list(values)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs[self.name] = float(self.values[epoch])
-
-
-class WeightRecorder(keras.callbacks.Callback):
-    """Keeps an independent copy of all model weights at each epoch end."""
-
-    def __init__(self):
-        super().__init__()
-        self.weights = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights[epoch] = [np.array(w, copy=True) for w in self.model.get_weights()]
-
-
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3)).astype("float32")
-    y = (x @ np.array([[1.0], [-2.0], [0.5]], dtype="float32")).astype("float32")
-    return x, y
-
-
-def _model(metrics=None):
-    model = keras.Sequential(
-        [
-            keras.Input((3,)),
-            keras.layers.Dense(4),
-            keras.layers.BatchNormalization(),
-            keras.layers.Dense(1),
-        ]
-    )
-    model.compile(optimizer="sgd", loss="mse", metrics=metrics)
-    return model
-
-
-def _fit_scripted(callback, values, *, epochs=None, name="score", model=None):
-    """Fits a tiny model whose `name` log follows `values`; returns history."""
-    model = model or _model()
-    x, y = _data()
-    recorder = WeightRecorder()
-    history = model.fit(
-        x,
-        y,
-        batch_size=16,
-        epochs=epochs or len(values),
-        verbose=0,
-        shuffle=False,
-        callbacks=[ScriptedMetric(name, values), recorder, callback],
-    )
-    return model, history, recorder
-
-
 def _summary(callback):
     return (callback.stopped_epoch, callback.best, callback.best_epoch, callback.wait)
 
@@ -101,7 +45,7 @@ def _run_both(values, **kwargs):
     """Fits with ours; drives Keras's with the same epoch logs as the oracle."""
     ours = EarlyStopping(monitor="score", **kwargs)
     theirs = keras.callbacks.EarlyStopping(monitor="score", **kwargs)
-    _, ours_history, _ = _fit_scripted(ours, values)
+    _, ours_history, _ = fit_scripted(ours, values)
     theirs_last_epoch = _drive(theirs, _built_model(), values)
     assert len(ours_history.history["loss"]) == theirs_last_epoch + 1
     assert _summary(ours) == _summary(theirs)
@@ -173,16 +117,16 @@ def test_mode_min_keeps_the_lowest_value():
 
 
 def test_auto_mode_minimizes_val_loss():
-    model = _model()
-    x, y = _data()
+    model = tiny_model()
+    x, y = data()
     callback = EarlyStopping(monitor="val_loss", patience=5)
     model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[callback])
     assert callback.monitor_op is keras.ops.less
 
 
 def test_auto_mode_maximizes_a_compiled_accuracy_metric():
-    model = _model(metrics=["accuracy", "mae"])
-    x, y = _data()
+    model = tiny_model(metrics=["accuracy", "mae"])
+    x, y = data()
     ours = EarlyStopping(monitor="val_accuracy", patience=5)
     mae = EarlyStopping(monitor="val_mae", patience=5)
     theirs = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5)
@@ -200,85 +144,16 @@ def test_auto_mode_maximizes_a_compiled_accuracy_metric():
 
 def test_auto_mode_follows_a_metric_objects_direction():
     # AUC is a metric object whose direction is "up"; its name is "auc".
-    model = _model(metrics=[keras.metrics.AUC(name="area")])
-    x, y = _data()
+    model = tiny_model(metrics=[keras.metrics.AUC(name="area")])
+    x, y = data()
     callback = EarlyStopping(monitor="area", patience=5)
     model.fit(x, (y > 0).astype("float32"), epochs=1, verbose=0, callbacks=[callback])
     assert callback.monitor_op is keras.ops.greater
 
 
-def _identity(y_true, y_pred):
-    return y_true
-
-
-def _public_metrics():
-    """One instance of every public Keras metric class that can be built."""
-    needs = {
-        "PrecisionAtRecall": {"recall": 0.5},
-        "RecallAtPrecision": {"precision": 0.5},
-        "SensitivityAtSpecificity": {"specificity": 0.5},
-        "SpecificityAtSensitivity": {"sensitivity": 0.5},
-        "IoU": {"num_classes": 2, "target_class_ids": [0]},
-        "MeanIoU": {"num_classes": 2},
-        "OneHotIoU": {"num_classes": 2, "target_class_ids": [0]},
-        "OneHotMeanIoU": {"num_classes": 2},
-        "MeanMetricWrapper": {"fn": _identity},
-    }
-    metrics = []
-    for name in sorted(dir(keras.metrics)):
-        cls = getattr(keras.metrics, name)
-        if isinstance(cls, type) and issubclass(cls, keras.metrics.Metric):
-            if name != "Metric":
-                metrics.append(cls(**needs.get(name, {})))
-    return metrics
-
-
-def _loss_metrics():
-    """A MeanMetricWrapper around every public Keras loss, and two others."""
-    metrics = []
-    for name in sorted(dir(keras.losses)):
-        loss = getattr(keras.losses, name)
-        if isinstance(loss, type):
-            if issubclass(loss, keras.losses.Loss) and name not in ("Loss",):
-                try:
-                    loss = loss()
-                except TypeError:  # needs arguments
-                    continue
-            else:
-                continue
-        elif not callable(loss) or name in ("get", "serialize", "deserialize"):
-            continue
-        metrics.append(keras.metrics.MeanMetricWrapper(loss))
-
-    def my_error(y_true, y_pred):
-        return y_true - y_pred
-
-    metrics.append(keras.metrics.MeanMetricWrapper(my_error))
-    return metrics
-
-
-def test_metric_directions_are_the_ones_keras_reads_from_its_metrics():
-    # Keras's auto mode reads a private `_direction`; ours reads public
-    # names. Both must agree on every public metric and on metrics made of
-    # losses (Keras minimizes a metric made of one of its own losses).
-    from keras_reg.callbacks.early_stopping import _metric_direction
-
-    checked = 0
-    for metric in [*_public_metrics(), *_loss_metrics()]:
-        expected = getattr(metric, "_direction", None)
-        if "generalized_cross_entropy" in str(metric.get_config().get("fn")):
-            # Keras 3.15.1 leaves this loss out of its list of losses, so it
-            # has no direction and Keras's auto mode raises; ours minimizes.
-            assert expected is None
-            expected = "down"
-        assert _metric_direction(metric) == expected, metric
-        checked += 1
-    assert checked > 60
-
-
 def test_auto_mode_minimizes_a_metric_made_of_a_keras_loss_like_keras():
-    model = _model(metrics=[keras.losses.huber, keras.losses.cosine_similarity])
-    x, y = _data()
+    model = tiny_model(metrics=[keras.losses.huber, keras.losses.cosine_similarity])
+    x, y = data()
     names = ("huber", "val_cosine_similarity")
     ours = [EarlyStopping(monitor=name, patience=5) for name in names]
     theirs = [keras.callbacks.EarlyStopping(monitor=name, patience=5) for name in names]
@@ -360,7 +235,7 @@ def test_restores_weights_of_the_best_epoch_when_stopped_early():
     callback = EarlyStopping(
         monitor="score", mode="min", patience=2, restore_best_weights=True
     )
-    model, _, recorder = _fit_scripted(callback, values)
+    model, _, recorder = fit_scripted(callback, values)
     assert callback.stopped_epoch == 4 and callback.best_epoch == 2
     # All weights, BatchNormalization moving statistics included, are those
     # recorded at the end of epoch 2, bit for bit.
@@ -377,7 +252,7 @@ def test_restores_best_weights_even_when_not_stopped_early():
     callback = EarlyStopping(
         monitor="score", mode="min", patience=10, restore_best_weights=True
     )
-    model, history, recorder = _fit_scripted(callback, values)
+    model, history, recorder = fit_scripted(callback, values)
     assert len(history.history["loss"]) == 4
     assert callback.stopped_epoch == 0 and callback.stop_reason == "completed"
     for restored, recorded in zip(
@@ -389,7 +264,7 @@ def test_restores_best_weights_even_when_not_stopped_early():
 def test_without_restore_best_weights_keeps_the_last_weights():
     values = [5.0, 1.0, 3.0, 4.0]
     callback = EarlyStopping(monitor="score", mode="min", patience=1)
-    model, _, recorder = _fit_scripted(callback, values)
+    model, _, recorder = fit_scripted(callback, values)
     assert callback.best_weights is None
     for final, recorded in zip(model.get_weights(), recorder.weights[2], strict=True):
         np.testing.assert_array_equal(final, recorded)
@@ -399,12 +274,12 @@ def test_reuse_across_two_fit_calls_resets_state():
     callback = EarlyStopping(
         monitor="score", mode="min", patience=1, restore_best_weights=True
     )
-    model = _model()
-    _, first, _ = _fit_scripted(callback, [3.0, 1.0, 2.0, 2.5, 0.1], model=model)
+    model = tiny_model()
+    _, first, _ = fit_scripted(callback, [3.0, 1.0, 2.0, 2.5, 0.1], model=model)
     assert len(first.history["loss"]) == 3
     assert (callback.stopped_epoch, callback.best, callback.best_epoch) == (2, 1.0, 1)
     # The second fit starts from scratch: the old best (1.0) is forgotten.
-    _, second, recorder = _fit_scripted(callback, [9.0, 8.0, 7.0, 7.5], model=model)
+    _, second, recorder = fit_scripted(callback, [9.0, 8.0, 7.0, 7.5], model=model)
     assert len(second.history["loss"]) == 4
     assert (callback.stopped_epoch, callback.best, callback.best_epoch) == (3, 7.0, 2)
     for restored, recorded in zip(
@@ -415,7 +290,7 @@ def test_reuse_across_two_fit_calls_resets_state():
 
 def _printed(capsys, callback_class, values, **kwargs):
     capsys.readouterr()
-    _fit_scripted(callback_class(monitor="score", **kwargs), values)
+    fit_scripted(callback_class(monitor="score", **kwargs), values)
     return capsys.readouterr().out
 
 
@@ -489,7 +364,7 @@ def test_warns_like_keras_when_the_monitored_metric_is_missing():
     messages = []
     for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
         callback = callback_class(monitor="val_missing", mode="min")
-        callback.set_model(_model())
+        callback.set_model(tiny_model())
         callback.on_train_begin()
         with pytest.warns(UserWarning) as record:
             callback.on_epoch_end(0, {"loss": 1.0, "mae": 2.0})
@@ -793,7 +668,7 @@ def test_keras_model_with_its_own_get_and_set_weights_has_them_called():
     callback = EarlyStopping(
         monitor="score", mode="min", patience=5, restore_best_weights=True
     )
-    _, _, recorder = _fit_scripted(callback, [3.0, 1.0, 2.0], model=model)
+    _, _, recorder = fit_scripted(callback, [3.0, 1.0, 2.0], model=model)
     assert calls.count("set") == 1 and "get" in calls
     for restored, recorded in zip(
         model.get_weights(), recorder.weights[1], strict=True
@@ -803,7 +678,7 @@ def test_keras_model_with_its_own_get_and_set_weights_has_them_called():
 
 def test_best_weights_is_assignable_and_the_assigned_value_is_restored():
     values = [3.0, 1.0, 2.0, 2.5]
-    model = _model()
+    model = tiny_model()
     replacement = [np.full(w.shape, 0.5, w.dtype) for w in model.get_weights()]
 
     class Replace(keras.callbacks.Callback):
@@ -817,11 +692,11 @@ def test_best_weights_is_assignable_and_the_assigned_value_is_restored():
 
     results = []
     for callback_class in (EarlyStopping, keras.callbacks.EarlyStopping):
-        model = _model()
+        model = tiny_model()
         callback = callback_class(
             monitor="score", mode="min", patience=10, restore_best_weights=True
         )
-        x, y = _data()
+        x, y = data()
         model.fit(
             x,
             y,
@@ -843,7 +718,7 @@ def test_best_weights_holds_the_best_epochs_arrays_like_keras():
         callback = callback_class(
             monitor="score", mode="min", patience=10, restore_best_weights=True
         )
-        _, _, recorder = _fit_scripted(callback, values)
+        _, _, recorder = fit_scripted(callback, values)
         assert isinstance(callback.best_weights, list)
         held.append([np.array(w, copy=True) for w in callback.best_weights])
         for kept, recorded in zip(held[-1], recorder.weights[1], strict=True):
@@ -1112,3 +987,247 @@ def test_docstring_example_runs():
 
     results = doctest.testmod(early_stopping, optionflags=doctest.ELLIPSIS)
     assert results.attempted > 0 and results.failed == 0
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets the first kernel to NaN at the start of epoch `epoch`."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def _fit_real_loss(callback, extra_callbacks, epochs=6):
+    model = tiny_model()
+    x, y = data()
+    initial = [np.array(w, copy=True) for w in model.get_weights()]
+    recorder = WeightRecorder()
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[*extra_callbacks, recorder, callback],
+    )
+    return model, history, recorder, initial
+
+
+# ---------------------------------------------------------------------------
+# check_finite.
+
+
+def test_nan_loss_at_epoch_k_stops_at_once_and_restores_last_finite_best(capsys):
+    callback = EarlyStopping(
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=2,
+        check_finite=True,
+    )
+    model, history, recorder, _ = _fit_real_loss(callback, [PoisonWeights(3)])
+    losses = history.history["loss"]
+    assert len(losses) == 4 and math.isnan(losses[3])
+    assert all(math.isfinite(loss) for loss in losses[:3])
+    best_epoch = int(np.argmin(losses[:3]))
+    assert callback.stop_reason == "non_finite"
+    assert callback.stopped_epoch == 3
+    assert (callback.best, callback.best_epoch) == (losses[best_epoch], best_epoch)
+    assert_weights_equal(model.get_weights(), recorder.weights[best_epoch])
+    assert capsys.readouterr().out == (
+        f"Epoch 4: early stopping: loss is nan (not finite) (best "
+        f"{losses[best_epoch]:.4f} at epoch {best_epoch + 1}).\n"
+        f"Restoring model weights from the end of the best epoch: "
+        f"{best_epoch + 1}.\n"
+    )
+
+
+def test_nan_loss_at_epoch_zero_restores_weights_from_before_training(capsys):
+    callback = EarlyStopping(
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=2,
+        check_finite=True,
+    )
+    model, history, _, initial = _fit_real_loss(callback, [PoisonWeights(0)])
+    assert len(history.history["loss"]) == 1
+    assert callback.stop_reason == "non_finite"
+    assert callback.best is None and callback.best_weights is None
+    assert_weights_equal(model.get_weights(), initial)
+    assert capsys.readouterr().out == (
+        "Epoch 1: early stopping: loss is nan (not finite).\n"
+        "Restoring model weights from before training.\n"
+    )
+
+
+def test_infinite_value_stops_at_once_in_max_mode():
+    callback = EarlyStopping(
+        monitor="score", mode="max", patience=10, check_finite=True
+    )
+    _, history, _ = fit_scripted(callback, [0.1, 0.2, math.inf, 0.3])
+    assert len(history.history["loss"]) == 3
+    assert (callback.stop_reason, callback.best, callback.best_epoch) == (
+        "non_finite",
+        0.2,
+        1,
+    )
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"check_finite": False}])
+def test_check_finite_false_keeps_training_through_nan_as_keras_does(kwargs):
+    callback = EarlyStopping(monitor="score", mode="min", patience=1, **kwargs)
+    _, history, _ = fit_scripted(callback, [1.0, math.nan, 0.5, 0.4])
+    # NaN is simply not an improvement: wait reaches 1 at epoch 1 and stops.
+    assert len(history.history["loss"]) == 2
+    assert callback.stop_reason == "patience"
+
+
+def test_check_finite_verbose_1_prints_only_keras_lines(capsys):
+    callback = EarlyStopping(
+        monitor="loss",
+        patience=10,
+        restore_best_weights=True,
+        verbose=1,
+        check_finite=True,
+    )
+    _, history, _, _ = _fit_real_loss(callback, [PoisonWeights(3)])
+    best_epoch = int(np.argmin(history.history["loss"][:3]))
+    assert capsys.readouterr().out == (
+        "Epoch 4: early stopping\n"
+        f"Restoring model weights from the end of the best epoch: {best_epoch + 1}.\n"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Thresholds and stop_reason.
+
+
+@pytest.mark.parametrize(
+    "mode, values, threshold, stopped",
+    [
+        ("min", [3.0, 2.0, 0.9, 0.5], 1.0, 2),
+        ("max", [0.5, 0.7, 0.95, 0.99], 0.9, 2),
+        # Equal to the threshold is not better than it.
+        ("min", [3.0, 1.0, 0.5, 0.1], 1.0, 2),
+    ],
+)
+def test_stopping_threshold_stops_once_better(mode, values, threshold, stopped):
+    callback = EarlyStopping(
+        monitor="score",
+        mode=mode,
+        patience=10,
+        stopping_threshold=threshold,
+        restore_best_weights=True,
+    )
+    model, history, recorder = fit_scripted(callback, values)
+    assert len(history.history["loss"]) == stopped + 1
+    assert callback.stop_reason == "stopping_threshold"
+    assert (callback.stopped_epoch, callback.best_epoch) == (stopped, stopped)
+    assert_weights_equal(model.get_weights(), recorder.weights[stopped])
+
+
+@pytest.mark.parametrize(
+    "mode, values, threshold",
+    [("min", [3.0, 2.0, 11.0, 1.0], 10.0), ("max", [0.5, 0.6, 0.05, 0.9], 0.1)],
+)
+def test_divergence_threshold_stops_once_worse(mode, values, threshold):
+    callback = EarlyStopping(
+        monitor="score", mode=mode, patience=10, divergence_threshold=threshold
+    )
+    _, history, _ = fit_scripted(callback, values)
+    assert len(history.history["loss"]) == 3
+    assert callback.stop_reason == "divergence_threshold"
+    assert (callback.stopped_epoch, callback.best, callback.best_epoch) == (
+        2,
+        values[1],
+        1,
+    )
+
+
+def test_threshold_messages(capsys):
+    for verbose in (2, 1):
+        fit_scripted(
+            EarlyStopping(
+                monitor="score",
+                mode="min",
+                patience=5,
+                stopping_threshold=1,
+                verbose=verbose,
+            ),
+            [3.0, 0.5],
+        )
+        fit_scripted(
+            EarlyStopping(
+                monitor="score",
+                mode="min",
+                patience=5,
+                divergence_threshold=5,
+                verbose=verbose,
+            ),
+            [3.0, 6.0],
+        )
+    assert capsys.readouterr().out == (
+        "Epoch 2: early stopping: score 0.5000 is better than stopping_threshold 1.\n"
+        "Epoch 2: early stopping: score 6.0000 is worse than divergence_threshold 5.\n"
+        "Epoch 2: early stopping\n"
+        "Epoch 2: early stopping\n"
+    )
+
+
+def test_stop_reason_is_none_before_and_completed_after_a_full_run():
+    callback = EarlyStopping(monitor="score", mode="min", patience=5)
+    assert callback.stop_reason is None
+    fit_scripted(callback, [3.0, 2.0, 1.0])
+    assert (callback.stop_reason, callback.stop_message) == (
+        "completed",
+        "training completed all epochs",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Bad input for the new arguments.
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"check_finite": "yes"}, "Expected a bool. Received: check_finite='yes'"),
+        (
+            {"stopping_threshold": math.nan},
+            "Expected a finite float. Received: stopping_threshold=nan",
+        ),
+        (
+            {"divergence_threshold": math.inf},
+            "Expected a finite float. Received: divergence_threshold=inf",
+        ),
+        (
+            {"divergence_threshold": True},
+            "Expected a finite float. Received: divergence_threshold=True",
+        ),
+        ({"handle_interrupt": 0}, "Expected a bool. Received: handle_interrupt=0"),
+        (
+            {"checkpoint_path": "best.h5"},
+            'Expected None or a path ending in ".weights.h5". '
+            "Received: checkpoint_path='best.h5'",
+        ),
+        (
+            {"checkpoint_path": 3},
+            'Expected None or a path ending in ".weights.h5". '
+            "Received: checkpoint_path=3",
+        ),
+    ],
+)
+def test_invalid_new_argument_raises_value_error(kwargs, message):
+    (name,) = kwargs
+    with pytest.raises(ValueError) as error:
+        EarlyStopping(**kwargs)
+    assert str(error.value) == (
+        f"Invalid value received for argument `{name}`. {message}"
+    )

@@ -1,4 +1,9 @@
-"""Crash-safe files for EarlyStopping: atomic writes and the chief check.
+"""The best weights on disk, crash-safe, and the progress to resume from.
+
+`BestCheckpoint` keeps two files: the best weights (`path`, a `.weights.h5`
+file tagged with its epoch) and the watching callback's progress beside it
+(`path + ".state.json"`). Both are written atomically, only by the chief
+process under distributed training.
 
 A file is written under a temporary name in the destination's own folder,
 flushed and fsynced, then moved over the destination with `os.replace`, which
@@ -12,8 +17,10 @@ import contextlib
 import json
 import os
 import tempfile
+import warnings
 
 import keras
+import numpy as np
 
 # Stored in the weights file's root attributes so that a resumed run can tell
 # which epoch the file holds, even if it was killed between two writes.
@@ -136,3 +143,62 @@ def is_chief(model=None):
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank() == 0
     return True
+
+
+class BestCheckpoint:
+    """Writes the best weights and the progress; reads them back to resume.
+
+    A resumed run (with `keras.callbacks.BackupAndRestore`, whose first epoch
+    is then not 0) asks `resumable_state(epoch)` for the progress saved at
+    the end of the previous epoch; it gets None when there is none, when the
+    previous run finished, or when the weights file does not hold the epoch
+    the progress names (the run was killed between the two writes).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.state_path = path + ".state.json"
+
+    def save_weights(self, model, epoch: int, fit_model=None) -> None:
+        if is_chief(fit_model or model):
+            atomic_save_weights(model, self.path, epoch)
+
+    def save_state(self, state: dict, fit_model=None) -> None:
+        if is_chief(fit_model):
+            atomic_write_json(self.state_path, state)
+
+    def resumable_state(self, epoch: int) -> dict | None:
+        state = read_json(self.state_path)
+        if not state or state.get("finished") or state.get("epoch") != epoch - 1:
+            return None
+        if state.get("best") is not None:
+            saved_epoch = read_saved_epoch(self.path)
+            if saved_epoch != state["best_epoch"]:
+                warnings.warn(
+                    f"Not resuming from {self.state_path}: {self.path} holds "
+                    f"epoch {saved_epoch}, the state expects epoch "
+                    f"{state['best_epoch']}.",
+                    stacklevel=3,
+                )
+                return None
+        return state
+
+    def has_weights(self, state: dict) -> bool:
+        return bool(state.get("has_best_weights")) and os.path.exists(self.path)
+
+    def load_weights(self, model, copy):
+        """Returns `copy()` taken with the file's weights loaded into `model`.
+
+        `load_weights` also writes the optimizer's variables, so the model's
+        and the optimizer's current values are put back afterwards.
+        """
+        optimizer = getattr(model, "optimizer", None)
+        variables = list(model.weights) + (
+            list(optimizer.variables) if optimizer else []
+        )
+        current = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+        model.load_weights(self.path)
+        weights = copy()
+        for variable, value in zip(variables, current, strict=True):
+            variable.assign(value)
+        return weights

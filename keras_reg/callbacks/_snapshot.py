@@ -110,3 +110,53 @@ class WeightSnapshot:
         """Assigns the buffers back to `variables`."""
         for variable, buffer in zip(variables, self.buffers, strict=True):
             restore_into(variable, buffer, fast=self.fast)
+
+
+def keras_variables(model):
+    """`model.weights` if `get_weights`/`set_weights` are Keras's own over them.
+
+    Keras's `Layer.get_weights` returns the values of `model.weights` in order,
+    and `set_weights` assigns them back, so a snapshot can stand in for both.
+    A model without Keras variables, or with its own `get_weights` or
+    `set_weights`, gives None: its methods are then called, as Keras does.
+    """
+    cls = type(model)
+    if (
+        getattr(cls, "get_weights", None) is not keras.layers.Layer.get_weights
+        or getattr(cls, "set_weights", None) is not keras.layers.Layer.set_weights
+    ):
+        return None
+    variables = list(model.weights)
+    if not all(isinstance(variable, keras.Variable) for variable in variables):
+        return None
+    return variables
+
+
+class ModelWeights:
+    """Copies a model's weights out and puts them back, in place where it can.
+
+    A Keras model's weights go into one `WeightSnapshot`, reused from copy to
+    copy (the list `copy` returns is its buffers, overwritten by the next
+    copy); any other model, with only `get_weights` and `set_weights` or its
+    own versions of them, gets those called.
+    """
+
+    def __init__(self):
+        self.snapshot = None
+
+    def copy(self, model):
+        variables = keras_variables(model)
+        if variables is None:
+            return model.get_weights()
+        if self.snapshot is None or not self.snapshot.matches(variables):
+            self.snapshot = WeightSnapshot(variables)
+        self.snapshot.capture(variables)
+        return self.snapshot.buffers
+
+    def put_back(self, model, weights):
+        if self.snapshot is not None and weights is self.snapshot.buffers:
+            variables = keras_variables(model)
+            if variables is not None and self.snapshot.matches(variables):
+                self.snapshot.restore(variables)
+                return
+        model.set_weights(weights)
