@@ -48,6 +48,12 @@ def _interval(low, high, low_open, high_open):
     return f"in {left}{low:g}, {high:g}{right}"
 
 
+def _expected(kind, low, high, low_open, high_open):
+    if low is None and high is None:
+        return "a finite float" if kind == "a float" else kind
+    return f"{kind} {_interval(low, high, low_open, high_open)}"
+
+
 def check_float(
     name,
     value,
@@ -63,12 +69,7 @@ def check_float(
     `expected` replaces the message's "Expected ..." phrase, so that where
     Keras validates the same argument the message carries Keras's words.
     """
-    if expected is not None:
-        pass
-    elif low is None and high is None:
-        expected = "a finite float"
-    else:
-        expected = "a float " + _interval(low, high, low_open, high_open)
+    expected = expected or _expected("a float", low, high, low_open, high_open)
     if not is_real(value):
         raise invalid_argument(name, expected, value)
     result = float(value)
@@ -83,12 +84,7 @@ def check_float(
 
 def check_int(name, value, *, low=None, high=None, expected=None):
     """Returns `value` as a Python int inside the given bounds."""
-    if expected is not None:
-        pass
-    elif low is None and high is None:
-        expected = "an int"
-    else:
-        expected = "an int " + _interval(low, high, False, False)
+    expected = expected or _expected("an int", low, high, False, False)
     if not is_integral(value):
         raise invalid_argument(name, expected, value)
     result = int(value)

@@ -146,16 +146,10 @@ def mc_predict(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_reg
-    >>> model = keras.Sequential([
-    ...     keras.Input((4,)),
-    ...     keras.layers.Dense(8),
-    ...     keras.layers.BatchNormalization(),
-    ...     keras_reg.layers.Dropout(0.5),
-    ...     keras.layers.Dense(1),
-    ... ])
+    >>> import keras, numpy as np, keras_reg
+    >>> model = keras.Sequential(
+    ...     [keras.Input((4,)), keras_reg.layers.Dropout(0.5), keras.layers.Dense(1)]
+    ... )
     >>> x = np.ones((10, 4), dtype="float32")
     >>> mean, std = keras_reg.mc_predict(model, x, samples=20, seed=0)
     >>> mean.shape, std.shape

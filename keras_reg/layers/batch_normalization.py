@@ -215,22 +215,16 @@ class BatchNormalization(keras.layers.Layer):
                 **kwargs,
             )
 
-        if self.scale:
-            self.gamma = add(
-                "gamma",
-                self.gamma_initializer,
-                trainable=True,
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-            )
-        if self.center:
-            self.beta = add(
-                "beta",
-                self.beta_initializer,
-                trainable=True,
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-            )
+        for attribute, wanted in (("gamma", self.scale), ("beta", self.center)):
+            if wanted:
+                weight = add(
+                    attribute,
+                    getattr(self, f"{attribute}_initializer"),
+                    trainable=True,
+                    regularizer=getattr(self, f"{attribute}_regularizer"),
+                    constraint=getattr(self, f"{attribute}_constraint"),
+                )
+                setattr(self, attribute, weight)
         self.moving_mean = add("moving_mean", self.moving_mean_initializer)
         self.moving_variance = add("moving_variance", self.moving_variance_initializer)
         if self.renorm:

@@ -129,11 +129,8 @@ class SpatialDropout1D(_SpatialDropout):
 class SpatialDropout2D(_SpatialDropout):
     """Drops whole 2D feature maps: a drop-in for `keras.layers.SpatialDropout2D`.
 
-    In training, each channel of each sample is set to 0 at every pixel with
-    probability `rate`, and the channels that are kept are scaled by
-    `1 / (1 - rate)`. At inference the layer is the identity. Masks are drawn
-    as in `keras_reg.layers.Dropout`: reproducible with a seed, saved with the
-    model and active inside `keras_reg.mc_predict`.
+    `SpatialDropout1D` for images: in training a channel is dropped at every
+    pixel at once, and the identity at inference.
 
     Args:
         rate: float in [0, 1]. Fraction of the channels to drop.
@@ -166,24 +163,18 @@ class SpatialDropout2D(_SpatialDropout):
 class SpatialDropout3D(_SpatialDropout):
     """Drops whole 3D feature maps: a drop-in for `keras.layers.SpatialDropout3D`.
 
-    In training, each channel of each sample is set to 0 at every voxel with
-    probability `rate`, and the channels that are kept are scaled by
-    `1 / (1 - rate)`. At inference the layer is the identity. Masks are drawn
-    as in `keras_reg.layers.Dropout`: reproducible with a seed, saved with the
-    model and active inside `keras_reg.mc_predict`.
+    `SpatialDropout2D` with a third spatial dimension.
 
     Args:
         rate: float in [0, 1]. Fraction of the channels to drop.
-        data_format: `"channels_last"` (inputs `(samples, dim1, dim2, dim3,
-            channels)`) or `"channels_first"` (inputs `(samples, channels,
-            dim1, dim2, dim3)`). None uses `keras.config.image_data_format()`.
+        data_format: as in `SpatialDropout2D`, with three spatial dimensions.
         seed: optional non-negative int, the random seed.
         name: optional layer name.
         dtype: optional dtype or dtype policy.
 
     Call arguments:
         inputs: 5D tensor.
-        training: Python bool: True drops channels, False returns the input.
+        training: Python bool, as in `SpatialDropout2D`.
 
     Example:
 

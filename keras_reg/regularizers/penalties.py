@@ -154,10 +154,8 @@ class ElasticNet(keras.regularizers.Regularizer):
     Args:
         l1: Non-negative float, the L1 factor. Defaults to 0.0.
         l2: Non-negative float, the L2 factor. Defaults to 0.0.
-        proximal: Bool. Whether to apply the L1 part as a proximal step
-            (requires `keras_reg.optimizers.Proximal`). Defaults to `False`.
-            The config holds the key `"proximal"` only when it is `True`, so a
-            non-proximal config is exactly Keras's.
+        proximal: Bool, as in `L1`: whether the L1 part is a proximal step.
+            Defaults to `False`.
 
     Example:
 
