@@ -11,6 +11,7 @@ from keras_reg import callbacks, layers, optimizers, regularizers
 from keras_reg.callbacks import EarlyStopping
 from keras_reg.layers import BatchNormalization, Dropout, is_batch_normalization
 from keras_reg.mc_dropout import mc_predict
+from keras_reg.regularize import regularize
 from keras_reg.regularizers import L1, L1L2, L2, ElasticNet
 from keras_reg.sparsity import sparsity_report
 
@@ -28,6 +29,7 @@ __all__ = [
     "layers",
     "mc_predict",
     "optimizers",
+    "regularize",
     "regularizers",
     "sparsity_report",
 ]

@@ -1,0 +1,286 @@
+"""Rebuilding a Sequential or functional model with new layers, for `regularize`.
+
+Only public Keras API: layers are re-created from their configs, functional
+graphs re-run through `keras.models.clone_model`, Sequential models rebuilt
+layer by layer, and every variable then copied from the original.
+"""
+
+import keras
+
+from keras_reg._validation import invalid_argument
+from keras_reg.layers.batch_normalization import BatchNormalization
+from keras_reg.layers.dropout import Dropout
+
+# The config keys that hold a kernel's regularizer: Dense, EinsumDense, Conv*,
+# the RNNs' input kernel, MultiHeadAttention's projections, and the two
+# kernels of depthwise and separable convolutions.
+_KERNEL_KEYS = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
+# Wrappers (Bidirectional, TimeDistributed) keep the wrapped layers' configs
+# under these keys and rebuild them from there.
+_WRAPPED_KEYS = ("layer", "backward_layer")
+
+
+def _wrapped_configs(config):
+    """Yields `config` and the configs of the layers it wraps."""
+    yield config
+    for key in _WRAPPED_KEYS:
+        wrapped = config.get(key)
+        if isinstance(wrapped, dict) and isinstance(wrapped.get("config"), dict):
+            yield from _wrapped_configs(wrapped["config"])
+
+
+def has_kernel(layer):
+    if is_graph_model(layer):
+        return False
+    return any(
+        key in config
+        for config in _wrapped_configs(layer.get_config())
+        for key in _KERNEL_KEYS
+    )
+
+
+def is_graph_model(layer):
+    """True for a Sequential or functional model, whose graph can be rebuilt.
+
+    A subclassed model's `call` is the user's code; Keras's own `call` (on
+    Sequential, functional models and functional subclasses that keep it)
+    runs the layer graph that `clone_model` walks.
+    """
+    if not isinstance(layer, keras.Sequential) and not (
+        isinstance(layer, keras.Model) and hasattr(layer, "operations")
+    ):
+        return False
+    owner = next(cls for cls in type(layer).__mro__ if "call" in vars(cls))
+    return owner.__module__.split(".")[0] == "keras"
+
+
+def walk(model):
+    """Yields every layer of `model` but its inputs, at any depth."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        yield layer
+        if is_graph_model(layer):
+            yield from walk(layer)
+
+
+def _all_names(model):
+    names = {model.name}
+    for layer in model.layers:
+        names |= _all_names(layer) if is_graph_model(layer) else {layer.name}
+    return names
+
+
+def _dtype_of(layer):
+    """The dtype policy for a layer inserted after `layer`: the same, unquantized."""
+    policy = layer.dtype_policy
+    if policy.quantization_mode is None:
+        return policy
+    if policy.compute_dtype == policy.variable_dtype:
+        return policy.compute_dtype
+    return f"mixed_{policy.compute_dtype}"
+
+
+def _output_layer_names(model):
+    """Names of the layers of `model` whose outputs are the model's outputs."""
+    if isinstance(model, keras.Sequential):
+        return {model.layers[-1].name} if model.layers else set()
+    names = set()
+
+    def collect(entry):
+        # Each output is recorded as [layer_name, node_index, tensor_index].
+        if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], str):
+            names.add(entry[0])
+        elif isinstance(entry, (list, tuple)):
+            for item in entry:
+                collect(item)
+        elif isinstance(entry, dict):
+            for item in entry.values():
+                collect(item)
+
+    config = model.get_config()
+    if "output_layers" in config:
+        collect(config["output_layers"])
+        return names
+    # A functional subclass with its own config: the layers whose first call
+    # made an output.
+    outputs = {id(tensor) for tensor in model.outputs}
+    for layer in model.layers:
+        if any(id(tensor) in outputs for tensor in keras.tree.flatten(layer.output)):
+            names.add(layer.name)
+    return names
+
+
+def _final_layers(model, final=True):
+    """Ids of the layers whose outputs become outputs of the outermost model."""
+    outputs = _output_layer_names(model)
+    found = set()
+    for layer in model.layers:
+        is_final = final and layer.name in outputs
+        if is_final:
+            found.add(id(layer))
+        if is_graph_model(layer):
+            found |= _final_layers(layer, is_final)
+    return found
+
+
+def _new_inputs(model):
+    """New inputs for a functional model, named as its input layers.
+
+    `clone_model` would name them after the symbolic tensors instead, which
+    renames the input layers and breaks inputs given as a dict by name.
+    """
+    names = {
+        id(layer.output): layer.name
+        for layer in model.layers
+        if isinstance(layer, keras.layers.InputLayer)
+    }
+    return keras.tree.map_structure(
+        lambda x: keras.Input(
+            batch_shape=x.shape, dtype=x.dtype, sparse=x.sparse, name=names.get(id(x))
+        ),
+        model.input,
+    )
+
+
+def penalized(selected):
+    """The layers with a kernel among `selected` and inside its nested models."""
+    found = []
+    for layer in selected:
+        inner = walk(layer) if is_graph_model(layer) else [layer]
+        found.extend(layer for layer in inner if has_kernel(layer))
+    return found
+
+
+class Rebuilder:
+    """Rebuilds a model with new layers, penalties set and layers inserted."""
+
+    def __init__(self, model, selected, options):
+        self.options = options
+        self.penalized = {id(layer) for layer in penalized(selected)}
+        final = _final_layers(model)
+        self.insert_after = {id(layer) for layer in selected if id(layer) not in final}
+        if options["dropout"] is None and not options["batch_normalization"]:
+            self.insert_after = set()
+        self.names = _all_names(model)
+        self.pairs = []  # (original, clone) of every layer not rebuilt.
+        self.origin = {}  # id(clone) -> original, for the call function.
+        self.dropout_count = 0
+
+    def rebuild(self, model):
+        if isinstance(model, keras.Sequential):
+            new_model = self._sequential(model)
+        else:
+            new_model = keras.models.clone_model(
+                model,
+                input_tensors=_new_inputs(model),
+                clone_function=self._clone,
+                call_function=self._call,
+            )
+        if not model.trainable:
+            new_model.trainable = False
+        return new_model
+
+    def _clone(self, layer):
+        if is_graph_model(layer):
+            clone = self.rebuild(layer)
+        else:
+            config = layer.get_config()
+            if id(layer) in self.penalized:
+                self._set_penalties(config)
+            clone = layer.__class__.from_config(config)
+            if isinstance(layer, keras.layers.Layer):
+                self.pairs.append((layer, clone))
+        self.origin[id(clone)] = layer
+        return clone
+
+    def _set_penalties(self, config):
+        kernel = self.options["kernel_regularizer"]
+        bias = self.options["bias_regularizer"]
+        for entry in _wrapped_configs(config):
+            for key in _KERNEL_KEYS:
+                if kernel is not None and key in entry:
+                    entry[key] = kernel
+            if bias is not None and "bias_regularizer" in entry:
+                entry["bias_regularizer"] = bias
+
+    def _call(self, layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        original = self.origin.get(id(layer))
+        if original is None or id(original) not in self.insert_after:
+            return outputs
+        if not isinstance(outputs, keras.KerasTensor):
+            raise invalid_argument(
+                "layers",
+                "layers with one output tensor to insert Dropout or "
+                f"BatchNormalization after (layer `{original.name}` has several)",
+                self.options["layers"],
+            )
+        for inserted in self._inserted(original):
+            outputs = inserted(outputs)
+        return outputs
+
+    def _inserted(self, original):
+        """New layers to place after `original`: BatchNormalization, Dropout."""
+        inserted = []
+        if self.options["batch_normalization"]:
+            config = original.get_config()
+            axis = 1 if config.get("data_format") == "channels_first" else -1
+            inserted.append(
+                BatchNormalization(
+                    axis=axis,
+                    dtype=_dtype_of(original),
+                    name=self._unique(f"{original.name}_batch_normalization"),
+                )
+            )
+        if self.options["dropout"] is not None:
+            seed = self.options["seed"]
+            if seed is not None:
+                seed += self.dropout_count
+            self.dropout_count += 1
+            inserted.append(
+                Dropout(
+                    self.options["dropout"],
+                    seed=seed,
+                    dtype=_dtype_of(original),
+                    name=self._unique(f"{original.name}_dropout"),
+                )
+            )
+        return inserted
+
+    def _unique(self, name):
+        candidate, index = name, 0
+        while candidate in self.names:
+            index += 1
+            candidate = f"{name}_{index}"
+        self.names.add(candidate)
+        return candidate
+
+    def _sequential(self, model):
+        new_layers = []
+        for layer in model.layers:
+            new_layers.append(self._clone(layer))
+            if id(layer) in self.insert_after:
+                new_layers.extend(self._inserted(layer))
+        config = model.get_config()
+        head = config["layers"][:1]
+        if head and head[0]["class_name"] == "InputLayer":
+            new_layers.insert(0, keras.saving.deserialize_keras_object(head[0]))
+        new_model = keras.Sequential(new_layers, name=model.name)
+        if model.compiled:
+            new_model.compile_from_config(model.get_compile_config())
+        return new_model
+
+    def copy_weights(self):
+        for original, clone in self.pairs:
+            if len(original.variables) != len(clone.variables):
+                raise ValueError(
+                    f"Could not copy the weights of layer `{original.name}`: its "
+                    f"copy has {len(clone.variables)} variables, the original "
+                    f"{len(original.variables)}."
+                )
+            for source, target in zip(original.variables, clone.variables, strict=True):
+                # Through NumPy, so that the copy owns its buffer: on JAX,
+                # assigning the variable itself shares the array, and a
+                # training step that donates it would delete the original's.
+                target.assign(keras.ops.convert_to_numpy(source))
