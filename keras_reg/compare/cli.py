@@ -17,13 +17,27 @@ from keras_reg.compare import techniques as techniques_lib
 
 EXIT_USAGE = 2
 # 30 epochs: the baseline's validation loss bottoms out near epoch 5 and has
-# clearly risen by 30, and eight techniques x 30 epochs stay under 90 s on
-# two CPU cores with TensorFlow.
+# clearly risen by 30. With five seeds the strictest Holm level over six
+# claims (0.05 / 6) needs a paired t of 4.85 (4 degrees of freedom); with
+# three it would need 10.9, which only a huge, steady effect reaches.
+# benchmarks/compare_speed.py measures the default run.
 DEFAULT_EPOCHS = 30
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SEED = 0
+DEFAULT_SEEDS = 5
+DEFAULT_GRID = 3
+MAX_GRID = 9
 DEFAULT_OUTPUT = "keras_reg_compare"
 FILES = ("results.json", "results.csv", "results.png")
+
+
+STATISTICS = {
+    "interval": "Student t, 95%, of the mean over the seeds",
+    "test": "paired two-sided t-test against the baseline on the same seeds",
+    "correction": "Holm-Bonferroni over the claims judged in the run",
+    "alpha": 0.05,
+    "selection": "best mean validation metric over the seeds; test data unused",
+}
 
 
 class UsageError(Exception):
@@ -54,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="train one model per regularization technique and compare them",
         description=textwrap.fill(
-            "Train the same wide MLP once per regularization technique (same "
-            "seed, optimizer and epoch budget), print a table and a verdict on "
-            "each technique's usual claim, and write results.json, results.csv "
-            "and results.png. Without --data it uses scikit-learn's bundled "
-            "digits with a deliberately small training split, so that the "
-            "unregularized baseline overfits. The backend follows KERAS_BACKEND.",
+            "Train the same model with each regularization technique on several "
+            "seeds (each seed varies the train/validation split, initial "
+            "weights, shuffling and dropout masks), try each technique's "
+            "strength on a small grid chosen on validation data, print a table "
+            "(means and 95%% intervals over the seeds, on the fixed test split) "
+            "and a verdict on each technique's usual claim (paired against the "
+            "baseline, Holm-corrected: holds, does not hold or inconclusive), "
+            "and write results.json, results.csv and results.png. Without "
+            "--data it uses scikit-learn's bundled digits with deliberately "
+            "small training splits, so that the unregularized baseline "
+            "overfits. The backend follows KERAS_BACKEND.",
             width=79,
         ),
         epilog="techniques:\n" + _technique_help(),
@@ -67,14 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--data",
-        metavar="FILE.csv",
-        help="CSV file with a header row and numeric feature columns "
-        "(default: scikit-learn's digits, no download)",
+        metavar="FILE",
+        help="a CSV file with a header row and numeric feature columns, or a "
+        ".npz file with arrays x (rows x features) and y (default: "
+        "scikit-learn's digits, no download)",
     )
     compare.add_argument(
         "--target",
         metavar="COLUMN",
-        help="target column of --data (required with --data)",
+        help="target column of a CSV --data (required there)",
+    )
+    compare.add_argument(
+        "--model",
+        metavar="FILE.py:FUNCTION",
+        help="FUNCTION(input_shape, output_size) in FILE.py returns the Keras "
+        "model (Sequential or functional, compiled or not) to compare on "
+        "instead of the built-in MLP; techniques are added with "
+        "keras_reg.regularize (default: the built-in MLP)",
     )
     compare.add_argument(
         "--task",
@@ -110,8 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_SEED,
         metavar="N",
-        help="seed of the data split, initial weights and shuffling; the same "
-        f"seed gives the same numbers (default: {DEFAULT_SEED})",
+        help=f"first seed; the seeds are N, N+1, ... (default: {DEFAULT_SEED})",
+    )
+    compare.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        metavar="N",
+        help=f"number of seeds per technique (default: {DEFAULT_SEEDS})",
+    )
+    compare.add_argument(
+        "--grid",
+        type=int,
+        default=DEFAULT_GRID,
+        metavar="N",
+        help="strengths tried per technique, chosen on validation data; 1 "
+        f"takes each default (default: {DEFAULT_GRID}, at most {MAX_GRID})",
     )
     compare.add_argument(
         "--output",
@@ -158,16 +200,25 @@ def _check_arguments(args):
         raise UsageError(
             f"--batch-size must be a positive integer (got {args.batch_size})"
         )
-    if not 0 <= args.seed < 2**32:
+    if not 1 <= args.seeds <= 100:
+        raise UsageError(f"--seeds must be an integer in [1, 100] (got {args.seeds})")
+    if not 0 <= args.seed <= 2**31 - 1 - args.seeds:
         raise UsageError(
-            f"--seed must be an integer in [0, 2**32 - 1] (got {args.seed})"
+            f"--seed must be an integer in [0, 2**31 - 1 - seeds] (got {args.seed})"
         )
+    if not 1 <= args.grid <= MAX_GRID:
+        raise UsageError(
+            f"--grid must be an integer in [1, {MAX_GRID}] (got {args.grid})"
+        )
+    npz = args.data is not None and args.data.lower().endswith(".npz")
     if args.data is None:
         if args.target is not None:
             raise UsageError("--target needs --data")
         if args.task != "auto":
             raise UsageError("--task needs --data (the digits task is classification)")
-    elif args.target is None:
+    elif npz and args.target is not None:
+        raise UsageError("--target is for CSV files; a .npz file holds y")
+    elif not npz and args.target is None:
         raise UsageError("--data needs --target COLUMN, the column to predict")
     names = [
         part
@@ -186,8 +237,10 @@ def _check_arguments(args):
 def _load_data(args):
     try:
         if args.data is None:
-            return data_lib.load_digits_dataset(args.seed)
-        return data_lib.load_csv_dataset(args.data, args.target, args.task, args.seed)
+            return data_lib.load_digits_problem()
+        if args.data.lower().endswith(".npz"):
+            return data_lib.load_npz_problem(args.data, args.task)
+        return data_lib.load_csv_problem(args.data, args.target, args.task)
     except data_lib.DataError as e:
         raise UsageError(str(e)) from None
 
@@ -201,77 +254,96 @@ def run_compare(
     import keras
 
     import keras_reg
-    from keras_reg.compare import plot, report, training, verdicts
+    from keras_reg.compare import models, plot, report, training, verdicts
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     started = time.perf_counter()
     chosen = _check_arguments(args)
-    dataset = _load_data(args)
+    problem = _load_data(args)
+    try:
+        build = models.builder(args.model, problem)
+    except models.ModelError as e:
+        raise UsageError(str(e)) from None
     os.makedirs(args.output, exist_ok=True)
 
-    settings = training.Settings(
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed
-    )
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    settings = training.Settings(args.epochs, args.batch_size, seeds, args.grid)
+    splits = {seed: problem.split(seed) for seed in seeds}
     backend = keras.backend.backend()
+    towers = {t.name: training.tower_count(t, settings) for t in chosen}
     if not args.quiet:
         print(
-            f"keras-reg compare: {dataset.source} ({dataset.task}, "
-            f"{len(dataset.x_train)} train / {len(dataset.x_val)} validation / "
-            f"{len(dataset.x_test)} test rows), {len(chosen)} techniques x "
-            f"{args.epochs} epochs, backend {backend}",
+            f"keras-reg compare: {problem.source} ({problem.task}, "
+            f"{problem.n_train} train / {problem.n_val} validation / "
+            f"{len(problem.test)} test rows), {len(chosen)} techniques, "
+            f"{sum(towers.values())} runs ({args.seeds} seeds, grid {args.grid}) "
+            f"x {args.epochs} epochs, backend {backend}",
             file=stderr,
             flush=True,
         )
-    results = []
+    progress = training.Progress(
+        sum(towers.values()) * args.epochs, stream=stderr, quiet=args.quiet
+    )
+    summaries = []
     width = max(len(t.name) for t in chosen)
     for i, technique in enumerate(chosen, start=1):
-        results.append(
-            training.train_technique(
-                technique,
-                dataset,
-                settings,
-                progress_prefix=f"[{i}/{len(chosen)}] {technique.name:<{width}}",
-                started=started,
-                stream=stderr,
-                quiet=args.quiet,
-            )
+        runs, wall = training.train_technique(
+            technique,
+            problem,
+            splits,
+            settings,
+            build,
+            progress,
+            f"[{i}/{len(chosen)}] {technique.name:<{width}}",
         )
-    judged = verdicts.judge(results, dataset.task)
+        summaries.append(
+            report.summarize(technique, runs, problem.task, args.epochs, wall)
+        )
+    judged = verdicts.judge(
+        {
+            s["name"]: {"seeds": seeds, "runs": s.pop("chosen_numbers")}
+            for s in summaries
+        }
+    )
 
-    print(report.format_table(results, dataset.task), file=stdout)
+    print(report.format_table(summaries, problem.task, args.epochs), file=stdout)
     print(file=stdout)
     for verdict in judged:
-        print(verdict.text, file=stdout)
+        print(verdict["text"], file=stdout)
     stdout.flush()
 
-    if dataset.task == "classification":
+    if problem.task == "classification":
         threshold = {"metric": "accuracy", "value": training.ACCURACY_THRESHOLD}
     else:
         threshold = {"metric": "r2", "value": training.R2_THRESHOLD}
-    total = time.perf_counter() - started
     document = {
         "schema_version": report.SCHEMA_VERSION,
         "keras_reg_version": keras_reg.__version__,
         "keras_version": keras.__version__,
         "backend": backend,
-        "settings": settings.describe(),
-        "data": dataset.describe(),
+        "settings": settings.describe()
+        | {
+            "model": args.model or "built-in MLP",
+            "hidden_units": None if args.model else list(training.HIDDEN_UNITS),
+        },
+        "data": problem.describe(),
         "threshold": threshold,
-        "techniques": results,
-        "verdicts": [v.to_json() for v in judged],
-        "total_wall_time_s": total,
+        "statistics": STATISTICS,
+        "techniques": summaries,
+        "verdicts": judged,
+        "total_wall_time_s": time.perf_counter() - started,
     }
     json_path, csv_path, png_path = (os.path.join(args.output, f) for f in FILES)
     report.write_json(json_path, document)
-    report.write_csv(csv_path, results, dataset.task)
+    report.write_csv(csv_path, summaries, problem.task)
     source = "digits" if args.data is None else os.path.basename(args.data)
     plot.plot_results(
         png_path,
-        results,
-        dataset.task,
-        f"keras-reg compare: {source}, {dataset.task}, {args.epochs} epochs, "
-        f"seed {args.seed}, backend {backend}",
+        summaries,
+        problem.task,
+        f"keras-reg compare: {source}, {problem.task}, {args.epochs} epochs, "
+        f"seeds {seeds[0]}-{seeds[-1]}, backend {backend}",
     )
     if not args.quiet:
         print(

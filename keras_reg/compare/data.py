@@ -1,4 +1,9 @@
-"""Datasets for `keras-reg compare`: bundled digits, or a user's CSV file.
+"""Data for `keras-reg compare`: bundled digits, or a user's CSV or .npz file.
+
+A `Problem` holds the whole data set with a test split fixed for it (drawn
+with seed 0, stratified for classification); `Problem.split(seed)` draws the
+training and validation splits of one seed from the other rows and
+standardizes all three with the training split's statistics.
 
 Every problem with a user's file is found here, before anything is trained or
 written, and reported as a `DataError` whose message is one line naming the
@@ -19,6 +24,7 @@ MIN_ROWS = 20
 MAX_CLASSES_AUTO = 20
 DIGITS_TRAIN_SIZE = 300
 DIGITS_VALIDATION_SIZE = 300
+DIGITS_TEST_SIZE = 597
 CSV_VALIDATION_FRACTION = 0.2
 CSV_TEST_FRACTION = 0.2
 _MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
@@ -30,36 +36,75 @@ class DataError(ValueError):
 
 
 @dataclasses.dataclass
-class Dataset:
-    """Standardized train/validation/test splits of one problem.
+class Split:
+    """One seed's standardized splits; `target_std` maps a regression back."""
 
-    Features are standardized with the mean and standard deviation of the
-    training split only, so no statistic leaks from validation or test rows.
-    A regression target is standardized the same way; `target_mean` and
-    `target_std` map predictions back to the target's units.
-    """
-
-    source: str
-    target: str | None
-    task: str
-    feature_names: list[str]
-    class_names: list[str] | None
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    target_mean: float = 0.0
     target_std: float = 1.0
+
+
+@dataclasses.dataclass
+class Problem:
+    """A data set to compare on: all rows, and the fixed test rows."""
+
+    source: str
+    target: str | None
+    task: str
+    feature_names: list[str]
+    class_names: list[str] | None
+    x: np.ndarray
+    y: np.ndarray
+    n_train: int
+    n_val: int
+    n_test: int
+    test: np.ndarray = dataclasses.field(init=False)
+    pool: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        n_test = self.n_test
+        if self.n_val < 1 or n_test < 1 or self.n_train < 2:
+            raise DataError(
+                f"{self.source!r} has {len(self.y)} rows: too few to split into "
+                "training, validation and test rows"
+            )
+        self.pool, self.test = _draw(
+            np.arange(len(self.y)), n_test, 0, self._labels(np.arange(len(self.y)))
+        )
 
     @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        return self.x.shape[1]
 
     @property
     def n_classes(self) -> int | None:
         return None if self.class_names is None else len(self.class_names)
+
+    def _labels(self, rows):
+        return self.y[rows] if self.task == "classification" else None
+
+    def split(self, seed: int) -> Split:
+        """Training and validation rows drawn with `seed`, standardized."""
+        rest, val = _draw(self.pool, self.n_val, seed, self._labels(self.pool))
+        if len(rest) > self.n_train:
+            _, train = _draw(rest, self.n_train, seed, self._labels(rest))
+        else:
+            train = rest
+        x_train, x_val, x_test = _standardize(
+            self.x[train], self.x[val], self.x[self.test]
+        )
+        if self.task == "classification":
+            ys = [self.y[rows].astype("int32") for rows in (train, val, self.test)]
+            return Split(x_train, ys[0], x_val, ys[1], x_test, ys[2])
+        mean = float(self.y[train].mean())
+        std = float(self.y[train].std()) or 1.0
+        ys = [((self.y[r] - mean) / std).astype("float32") for r in (train, val)]
+        y_test = ((self.y[self.test] - mean) / std).astype("float32")
+        return Split(x_train, ys[0], x_val, ys[1], x_test, y_test, std)
 
     def describe(self) -> dict:
         """The `data` section of results.json."""
@@ -70,9 +115,9 @@ class Dataset:
             "n_features": self.n_features,
             "n_classes": self.n_classes,
             "class_names": self.class_names,
-            "n_train": int(len(self.x_train)),
-            "n_validation": int(len(self.x_val)),
-            "n_test": int(len(self.x_test)),
+            "n_train": self.n_train,
+            "n_validation": self.n_val,
+            "n_test": int(len(self.test)),
         }
 
 
@@ -85,62 +130,41 @@ def _standardize(x_train, *others):
     return [((x - mean) / std).astype("float32") for x in (x_train, *others)]
 
 
-def _split(n, seed, validation_fraction, test_fraction, labels=None):
-    """Returns train, validation, test index arrays, stratified when possible."""
+def _draw(rows, size, seed, labels=None):
+    """Splits `rows` into (rest, `size` drawn rows), stratified when it can."""
     from sklearn.model_selection import train_test_split
 
-    indices = np.arange(n)
-    n_test = max(1, round(n * test_fraction))
-    n_val = max(1, round(n * validation_fraction))
     try:
-        rest, test = train_test_split(
-            indices, test_size=n_test, random_state=seed, stratify=labels
-        )
-        train, val = train_test_split(
-            rest,
-            test_size=n_val,
-            random_state=seed,
-            stratify=None if labels is None else labels[rest],
+        return train_test_split(
+            rows, test_size=size, random_state=seed, stratify=labels
         )
     except ValueError:
-        # Too few members in some class to stratify: split at random.
-        rest, test = train_test_split(indices, test_size=n_test, random_state=seed)
-        train, val = train_test_split(rest, test_size=n_val, random_state=seed)
-    return train, val, test
+        # Too few members in some class to stratify: draw at random.
+        return train_test_split(rows, test_size=size, random_state=seed)
 
 
-def load_digits_dataset(seed: int) -> Dataset:
-    """scikit-learn's bundled 8x8 digits with a deliberately small train split.
+def load_digits_problem() -> Problem:
+    """scikit-learn's bundled 8x8 digits with deliberately small training splits.
 
     300 training images for a wide network is few enough that the
-    unregularized baseline fits them perfectly and overfits visibly.
+    unregularized baseline fits them perfectly and overfits visibly; each
+    seed draws its 300 training and 300 validation images from the 1,200
+    rows outside the fixed test split of 597.
     """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = digits.data.astype("float64")
-    y = digits.target.astype("int64")
-    n = len(x)
-    train, val, test = _split(
-        n,
-        seed,
-        DIGITS_VALIDATION_SIZE / n,
-        (n - DIGITS_TRAIN_SIZE - DIGITS_VALIDATION_SIZE) / n,
-        labels=y,
-    )
-    x_train, x_val, x_test = _standardize(x[train], x[val], x[test])
-    return Dataset(
+    return Problem(
         source="digits",
         target=None,
         task="classification",
-        feature_names=[f"pixel_{i}" for i in range(x.shape[1])],
+        feature_names=[f"pixel_{i}" for i in range(digits.data.shape[1])],
         class_names=[str(c) for c in range(10)],
-        x_train=x_train,
-        y_train=y[train].astype("int32"),
-        x_val=x_val,
-        y_val=y[val].astype("int32"),
-        x_test=x_test,
-        y_test=y[test].astype("int32"),
+        x=digits.data.astype("float64"),
+        y=digits.target.astype("int64"),
+        n_train=DIGITS_TRAIN_SIZE,
+        n_val=DIGITS_VALIDATION_SIZE,
+        n_test=DIGITS_TEST_SIZE,
     )
 
 
@@ -239,8 +263,8 @@ def _show(names, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def load_csv_dataset(path: str, target: str, task: str, seed: int) -> Dataset:
-    """Reads, checks, splits (60/20/20) and standardizes a user's CSV file.
+def load_csv_problem(path: str, target: str, task: str) -> Problem:
+    """Reads and checks a user's CSV file (60/20/20 train/validation/test).
 
     Raises DataError, with a one-line message naming the problem, for every
     file that cannot be compared on.
@@ -285,6 +309,44 @@ def load_csv_dataset(path: str, target: str, task: str, seed: int) -> Dataset:
             f"{path!r} has {len(rows)} data rows; compare needs at least {MIN_ROWS}"
         )
     values = [row[target_index] for _, row in rows]
+    return _problem(path, target, task, feature_names, features, values)
+
+
+def load_npz_problem(path: str, task: str) -> Problem:
+    """Reads and checks a user's .npz file with arrays `x` (rows x features) and `y`."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path!r} does not exist or is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [name for name in ("x", "y") if name not in arrays.files]
+            if missing:
+                raise DataError(
+                    f"{path!r} has no array named {missing[0]!r}; "
+                    f"arrays: {_show(arrays.files)}"
+                )
+            x, y = arrays["x"], arrays["y"]
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path!r} is not a readable .npz file: {e}") from None
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"{path!r}: x must be a 2D numeric array (got {x.dtype} {x.shape})"
+        )
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{path!r}: y must be 1D with one value per row of x")
+    x = x.astype("float64")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{path!r}: x has a value that is NaN or infinite")
+    if len(x) < MIN_ROWS:
+        raise DataError(
+            f"{path!r} has {len(x)} rows; compare needs at least {MIN_ROWS}"
+        )
+    names = [f"x{i}" for i in range(x.shape[1])]
+    return _problem(path, "y", task, names, x, [str(v) for v in y.tolist()])
+
+
+def _problem(path, target, task, feature_names, features, values):
     chosen = _detect_task(values) if task == "auto" else task
     if chosen == "regression":
         numbers = [_to_float(v) for v in values]
@@ -302,40 +364,26 @@ def load_csv_dataset(path: str, target: str, task: str, seed: int) -> Dataset:
                 f"target column {target!r} is constant ({values[0]}); "
                 "regression needs varying values"
             )
-        train, val, test = _split(
-            len(y), seed, CSV_VALIDATION_FRACTION, CSV_TEST_FRACTION
-        )
-        mean = float(y[train].mean())
-        std = float(y[train].std()) or 1.0
-        y_scaled = ((y - mean) / std).astype("float32")
         class_names = None
     else:
-        class_names, y_int = _classes(values)
+        class_names, y = _classes(values)
         if len(class_names) < 2:
             raise DataError(
                 f"target column {target!r} has a single class ({class_names[0]!r}); "
                 "classification needs at least two"
             )
-        train, val, test = _split(
-            len(y_int), seed, CSV_VALIDATION_FRACTION, CSV_TEST_FRACTION, y_int
-        )
-        mean, std = 0.0, 1.0
-        y_scaled = y_int.astype("int32")
-    x_train, x_val, x_test = _standardize(
-        features[train], features[val], features[test]
-    )
-    return Dataset(
+    n = len(y)
+    n_val = max(1, round(n * CSV_VALIDATION_FRACTION))
+    n_test = max(1, round(n * CSV_TEST_FRACTION))
+    return Problem(
         source=os.path.abspath(path),
         target=target,
         task=chosen,
         feature_names=feature_names,
         class_names=class_names,
-        x_train=x_train,
-        y_train=y_scaled[train],
-        x_val=x_val,
-        y_val=y_scaled[val],
-        x_test=x_test,
-        y_test=y_scaled[test],
-        target_mean=mean,
-        target_std=std,
+        x=features,
+        y=y,
+        n_train=n - n_val - n_test,
+        n_val=n_val,
+        n_test=n_test,
     )

@@ -1,14 +1,18 @@
 """The figure of `keras-reg compare`: loss curves and generalization gaps.
 
-One PNG of fixed size (`FIGURE_SIZE_PX`): small multiples of the training and
-validation data loss per technique (shared log-scale y axis, the best epoch
-marked), and below them a bar chart of each technique's generalization gap.
+One PNG of fixed size (`FIGURE_SIZE_PX`): small multiples of the validation
+data loss per technique at its chosen strength (the mean over the seeds, the
+band from the lowest to the highest seed; shared log-scale y axis), and below
+them a bar chart of each technique's generalization gap with its 95%
+interval, labelled with the chosen strength.
 Drawn on a bare `matplotlib.figure.Figure`, which renders with Agg and leaves
 pyplot's global state alone.
 """
 
 import math
+import warnings
 
+import numpy as np
 from matplotlib.figure import Figure
 
 DPI = 100
@@ -17,8 +21,8 @@ FIGURE_SIZE_PX = (1400, 900)
 
 def _gap_label(task):
     if task == "classification":
-        return "train - validation accuracy"
-    return "validation - train MSE"
+        return "train - test accuracy"
+    return "test - train MSE"
 
 
 def _loss_label(task):
@@ -31,67 +35,78 @@ def _positive(values):
     return [v if (math.isfinite(v) and v > 0) else float("nan") for v in values]
 
 
-def plot_results(path: str, results: list[dict], task: str, title: str) -> None:
-    """Writes the figure for `results` (entries of results.json) to `path`."""
+def _curves(technique):
+    """Validation data loss per epoch of the chosen runs, NaN-padded."""
+    chosen = [
+        r["history"]["val_data_loss"]
+        for r in technique["runs"]
+        if r["strength"] == technique["chosen_strength"]
+    ]
+    length = max(len(c) for c in chosen)
+    return np.array([c + [float("nan")] * (length - len(c)) for c in chosen])
+
+
+def plot_results(path: str, techniques: list[dict], task: str, title: str) -> None:
+    """Writes the figure for `techniques` (entries of results.json) to `path`."""
     width, height = FIGURE_SIZE_PX
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    n = len(results)
+    n = len(techniques)
     rows = 1 if n <= 4 else 2
     cols = math.ceil(n / rows)
     grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.1])
     first = None
-    for i, result in enumerate(results):
+    for i, technique in enumerate(techniques):
         ax = fig.add_subplot(grid[i // cols, i % cols], sharey=first, sharex=first)
         first = first or ax
-        history = result["history"]
-        epochs = range(1, len(history["data_loss"]) + 1)
-        ax.plot(epochs, _positive(history["data_loss"]), label="training")
-        ax.plot(
-            epochs,
-            _positive(history["val_data_loss"]),
-            label="validation",
-            linestyle="--",
-        )
-        ax.axvline(
-            result["best_epoch"],
-            color="grey",
-            linestyle=":",
-            label="best epoch",
-        )
+        curves = _curves(technique)
+        epochs = np.arange(1, curves.shape[1] + 1)
+        with warnings.catch_warnings():
+            # Epochs after every seed's EarlyStopping are all NaN.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(curves, axis=0)
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        ax.plot(epochs, _positive(list(mean)), label="mean over seeds")
+        ax.fill_between(epochs, _positive(list(low)), _positive(list(high)), alpha=0.25)
         ax.set_yscale("log")
-        ax.set_title(result["name"], fontsize=10)
+        label = technique["chosen_label"]
+        ax.set_title(technique["name"] + (f" ({label})" if label else ""), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         if i % cols == 0:
-            ax.set_ylabel(f"loss ({_loss_label(task)})", fontsize=8)
+            ax.set_ylabel(f"val loss ({_loss_label(task)})", fontsize=8)
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)
     bars = fig.add_subplot(grid[rows, :])
-    names = [r["name"] for r in results]
-    gaps = [r["generalization_gap"] for r in results]
-    colors = ["tab:grey" if name == "baseline" else "tab:blue" for name in names]
-    bars.bar(names, gaps, color=colors)
-    for name, gap in zip(names, gaps, strict=True):
+    names = [
+        t["name"] + (f"\n{t['chosen_label']}" if t["chosen_label"] else "")
+        for t in techniques
+    ]
+    gaps = [t["summary"]["generalization_gap"] for t in techniques]
+    means = [g["mean"] for g in gaps]
+    errors = [
+        [max(0.0, g["mean"] - g["ci_low"]) for g in gaps],
+        [max(0.0, g["ci_high"] - g["mean"]) for g in gaps],
+    ]
+    colors = ["tab:grey" if t["name"] == "baseline" else "tab:blue" for t in techniques]
+    bars.bar(names, means, color=colors, yerr=errors, capsize=3)
+    for name, gap in zip(names, means, strict=True):
         if math.isfinite(gap):
             bars.annotate(
                 f"{gap:+.3f}",
                 (name, gap),
-                ha="center",
+                ha="left",
                 va="bottom" if gap >= 0 else "top",
                 fontsize=8,
             )
     bars.axhline(0, color="black", linewidth=0.8)
-    finite = [g for g in gaps if math.isfinite(g)] or [0.0]
-    # Headroom so the value labels stay inside the axes.
-    low, high = min(0.0, *finite), max(0.0, *finite)
-    pad = 0.15 * ((high - low) or 1.0)
-    bars.set_ylim(low - (pad if low < 0 else 0), high + pad)
-    bars.set_title(f"Generalization gap ({_gap_label(task)}); lower overfits less")
-    bars.set_xlabel("technique")
+    bars.set_title(
+        f"Generalization gap ({_gap_label(task)}), mean and 95% interval over "
+        "seeds; lower overfits less"
+    )
     bars.set_ylabel("gap")
-    bars.tick_params(labelsize=8)
+    bars.tick_params(labelsize=7)
     fig.suptitle(title)
     fig.subplots_adjust(
-        left=0.06, right=0.98, top=0.91, bottom=0.07, hspace=0.6, wspace=0.25
+        left=0.06, right=0.98, top=0.91, bottom=0.1, hspace=0.6, wspace=0.25
     )
     fig.savefig(path, dpi=DPI)

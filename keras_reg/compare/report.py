@@ -1,81 +1,86 @@
-"""The table, results.json and results.csv of `keras-reg compare`.
+"""Choosing strengths, the table, results.json and results.csv of `keras-reg compare`.
 
-results.json schema (``schema_version`` 1)
+results.json schema (``schema_version`` 2)
 ------------------------------------------
-A JSON object; fractions are in [0, 1], epochs count from 1, times are seconds,
-and a number that is not finite (a diverged run) is written as null::
+A JSON object; fractions are in [0, 1], epochs count from 1, times are
+seconds, and a number that is not finite (a diverged run) is written as null::
 
     {
-      "schema_version": 1,                  # bumped on any incompatible change
-      "keras_reg_version": "0.1.0",
-      "keras_version": "3.15.1",
-      "backend": "tensorflow",              # KERAS_BACKEND of the run
-      "settings": {"epochs": int, "batch_size": int, "seed": int,
-                   "hidden_units": [int, ...], "optimizer": "adam",
-                   "learning_rate": float},
-      "data": {"source": "digits" or an absolute CSV path,
-               "target": str or null, "task": "classification" | "regression",
-               "n_features": int, "n_classes": int or null,
-               "class_names": [str, ...] or null,
+      "schema_version": 2,                  # bumped on any incompatible change
+      "keras_reg_version": str, "keras_version": str, "backend": str,
+      "settings": {"epochs": int, "batch_size": int, "seeds": [int, ...],
+                   "grid": int, "model": "built-in MLP" or "FILE.py:FUNCTION",
+                   "hidden_units": [int, ...] or null},
+      "data": {"source": "digits" or an absolute path, "target": str or null,
+               "task": "classification" | "regression", "n_features": int,
+               "n_classes": int or null, "class_names": [str] or null,
                "n_train": int, "n_validation": int, "n_test": int},
       "threshold": {"metric": "accuracy" | "r2", "value": float},
+      "statistics": {"interval": str, "test": str, "correction": str,
+                     "alpha": 0.05, "selection": str},
       "techniques": [                       # baseline first, then table order
-        {"name": str, "description": str,
-         "config": {"regularizer": str or null, "regularizer_kwargs": {...},
-                    "dropout_rate": float, "batch_normalization": bool,
-                    "early_stopping": {"patience": int,
-                                       "restore_best_weights": bool} or null,
-                    "optimizer_wrapper": str or null},
-         "train" | "validation" | "test":
-             classification: {"accuracy": float, "cross_entropy": float}
-             regression:     {"mse": float, "mae": float}  # target's units
-         "generalization_gap": float,       # train - val accuracy, or
-                                            # val - train MSE: > 0 overfits
-         "epochs_run": int, "best_epoch": int,   # restored epoch with
-         "stopped_early": bool,                  # EarlyStopping, else the
-                                                 # epoch of least val loss
-         "final_val_data_loss": float,      # of the returned model
-         "zero_weight_fraction": float,     # kernel weights exactly 0.0
-         "near_zero_weight_fraction": float,  # |w| < 1e-3
-         "mean_abs_weight": float, "n_kernel_weights": int,
-         "epochs_to_threshold": int or null,  # null: never reached
-         "history": {"loss": [float], "val_loss": [float],
-                     "data_loss": [float], "val_data_loss": [float],
-                     ... one list per Keras metric, one value per epoch},
-         "wall_time_s": float}
-      ],
-      "verdicts": [{"claim": str, "technique": str, "holds": bool,
-                    "text": str, "numbers": {str: number or null}}],
+        {"name": str, "description": str, "config": {...},
+         "grid": [{"strength": number or null, "label": str,
+                   "validation_mean": float}],   # the selection metric
+         "chosen_strength": number or null, "chosen_label": str,
+         "summary": {MEASURE: {"mean": float, "ci_low": float,
+                               "ci_high": float}},  # chosen strength, over seeds
+         "runs": [                          # every strength x seed
+           {"strength": number or null, "seed": int,
+            "train" | "validation" | "test":
+                classification: {"accuracy": float, "data_loss": float}
+                regression: {"mse": float, "mae": float,  # target's units
+                             "data_loss": float},         # standardized
+            "test_data_loss": float,
+            "generalization_gap": float,    # train - test accuracy, or
+                                            # test - train MSE: > 0 overfits
+            "epochs_run": int, "best_epoch": int,
+            "epochs_to_threshold": int or null,    # null: never reached
+            "zero_weight_fraction": float,  # kernel weights exactly 0.0
+            "near_zero_weight_fraction": float,    # |w| < 1e-3
+            "mean_abs_weight": float, "n_kernel_weights": int,
+            "history": {"val_data_loss": [float], "train_metric": [float],
+                        "val_metric": [float]}}],    # one value per epoch
+         "wall_time_s": float}],
+      "verdicts": [{"claim": str, "technique": str, "measure": str,
+                    "claimed_direction": "up" | "down",
+                    "outcome": "holds" | "does not hold" | "inconclusive",
+                    "effect": float, "ci_low": float, "ci_high": float,
+                    "p_holm": float, "differences": [float], "text": str}],
       "total_wall_time_s": float
     }
 
-``loss`` is Keras's training objective (it includes weight penalties);
-``data_loss`` is the cross-entropy (classification) or MSE on the standardized
-target (regression) without penalties, the quantity the curves show and
-EarlyStopping monitors. Everything except the ``*wall_time_s`` fields is the
-same for the same seed on the TensorFlow backend.
-
-results.csv has one row per technique with the columns of `CSV_COLUMNS`.
+MEASURE is one of `MEASURES`. For the statistics a run that never reaches
+the training threshold counts `epochs + 1` epochs to it. results.csv has one
+row per technique with the columns of `CSV_COLUMNS`.
 """
 
 import csv
 import json
 import math
 
-SCHEMA_VERSION = 1
+import numpy as np
 
-CSV_COLUMNS = (
-    "technique",
+from keras_reg.compare import verdicts
+
+SCHEMA_VERSION = 2
+MEASURES = (
     "train_metric",
     "validation_metric",
     "test_metric",
-    "metric",
+    "test_data_loss",
     "generalization_gap",
-    "epochs_run",
-    "best_epoch",
     "zero_weight_fraction",
+    "near_zero_weight_fraction",
     "mean_abs_weight",
     "epochs_to_threshold",
+    "epochs_run",
+)
+CSV_COLUMNS = (
+    "technique",
+    "chosen_strength",
+    "metric",
+    *(f"{m}_{s}" for m in MEASURES for s in ("mean", "ci_low", "ci_high")),
     "wall_time_s",
 )
 
@@ -84,46 +89,102 @@ def primary_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "mse"
 
 
+def numbers(run: dict, task: str, epochs: int) -> dict:
+    """The measures of one run, as plain numbers."""
+    metric = primary_metric(task)
+    reached = run["epochs_to_threshold"]
+    return {
+        "train_metric": run["train"][metric],
+        "validation_metric": run["validation"][metric],
+        "test_metric": run["test"][metric],
+        **{m: run[m] for m in MEASURES[3:] if m != "epochs_to_threshold"},
+        "epochs_to_threshold": epochs + 1 if reached is None else reached,
+    }
+
+
+def summarize(technique, runs, task, epochs, wall) -> dict:
+    """Chooses `technique`'s strength on validation data and summarizes it.
+
+    The chosen strength has the best mean validation metric over the seeds
+    (highest accuracy, or lowest MSE; the first on a tie). No test number
+    takes part.
+    """
+    sign = 1 if task == "classification" else -1
+    metric = primary_metric(task)
+    grid = []
+    for value in technique.values_of(runs):
+        mean = np.mean(
+            [r["validation"][metric] for r in runs if r["strength"] == value]
+        )
+        grid.append(
+            {
+                "strength": value,
+                "label": technique.label(value),
+                "validation_mean": float(mean),
+            }
+        )
+    chosen = max(grid, key=lambda g: sign * g["validation_mean"])["strength"]
+    chosen_numbers = [numbers(r, task, epochs) for r in runs if r["strength"] == chosen]
+    summary = {}
+    for measure in MEASURES:
+        mean, low, high = verdicts.interval([n[measure] for n in chosen_numbers])
+        summary[measure] = {"mean": mean, "ci_low": low, "ci_high": high}
+    return {
+        "name": technique.name,
+        "description": technique.description,
+        "config": technique.to_config(),
+        "grid": grid,
+        "chosen_strength": chosen,
+        "chosen_label": technique.label(chosen),
+        "summary": summary,
+        "runs": runs,
+        "chosen_numbers": chosen_numbers,
+        "wall_time_s": wall,
+    }
+
+
 def _fmt(value, spec):
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan"
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "nan" if value is not None else "-"
     return format(value, spec)
 
 
-def format_table(results: list[dict], task: str) -> str:
-    """The console table, one row per technique."""
-    metric = primary_metric(task)
-    short = "acc" if metric == "accuracy" else "MSE"
-    metric_spec = ".3f" if metric == "accuracy" else ".4g"
-    threshold = "ep->95%" if metric == "accuracy" else "ep->R2.9"
+def format_table(techniques: list[dict], task: str, epochs: int) -> str:
+    """The console table: means over the seeds at the chosen strength."""
+    short = "acc" if task == "classification" else "MSE"
+    spec = ".3f" if task == "classification" else ".4g"
     headers = [
         "technique",
+        "strength",
         f"train {short}",
         f"val {short}",
-        f"test {short}",
+        f"test {short} (95% CI)",
         "gap",
-        "epochs (best)",
         "zero w",
         "mean |w|",
-        threshold,
+        "ep->95%" if task == "classification" else "ep->R2.9",
+        "epochs",
         "time",
     ]
     rows = []
-    for r in results:
+    for t in techniques:
+        s = {k: v["mean"] for k, v in t["summary"].items()}
+        test = t["summary"]["test_metric"]
+        reached = s["epochs_to_threshold"]
         rows.append(
             [
-                r["name"],
-                _fmt(r["train"][metric], metric_spec),
-                _fmt(r["validation"][metric], metric_spec),
-                _fmt(r["test"][metric], metric_spec),
-                _fmt(r["generalization_gap"], "+.3f" if short == "acc" else "+.4g"),
-                f"{r['epochs_run']} ({r['best_epoch']})",
-                f"{100 * r['zero_weight_fraction']:.1f}%",
-                _fmt(r["mean_abs_weight"], ".4f"),
-                _fmt(r["epochs_to_threshold"], "d"),
-                f"{r['wall_time_s']:.1f}s",
+                t["name"],
+                t["chosen_label"] or "-",
+                _fmt(s["train_metric"], spec),
+                _fmt(s["validation_metric"], spec),
+                f"{_fmt(test['mean'], spec)} [{_fmt(test['ci_low'], spec)}, "
+                f"{_fmt(test['ci_high'], spec)}]",
+                _fmt(s["generalization_gap"], "+.3f" if short == "acc" else "+.4g"),
+                f"{100 * s['zero_weight_fraction']:.1f}%",
+                _fmt(s["mean_abs_weight"], ".4f"),
+                "never" if reached > epochs else f"{reached:.1f}",
+                f"{s['epochs_run']:.1f}",
+                f"{t['wall_time_s']:.1f}s",
             ]
         )
     widths = [
@@ -147,6 +208,8 @@ def _json_safe(value):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
     return value
 
 
@@ -156,27 +219,12 @@ def write_json(path: str, document: dict) -> None:
         f.write("\n")
 
 
-def write_csv(path: str, results: list[dict], task: str) -> None:
-    metric = primary_metric(task)
+def write_csv(path: str, techniques: list[dict], task: str) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        for r in results:
-            writer.writerow(
-                [
-                    r["name"],
-                    repr(r["train"][metric]),
-                    repr(r["validation"][metric]),
-                    repr(r["test"][metric]),
-                    metric,
-                    repr(r["generalization_gap"]),
-                    r["epochs_run"],
-                    r["best_epoch"],
-                    repr(r["zero_weight_fraction"]),
-                    repr(r["mean_abs_weight"]),
-                    ""
-                    if r["epochs_to_threshold"] is None
-                    else r["epochs_to_threshold"],
-                    f"{r['wall_time_s']:.3f}",
-                ]
-            )
+        for t in techniques:
+            cells = [t["name"], t["chosen_label"], primary_metric(task)]
+            for measure in MEASURES:
+                cells += [repr(float(v)) for v in t["summary"][measure].values()]
+            writer.writerow([*cells, f"{t['wall_time_s']:.3f}"])

@@ -1,38 +1,30 @@
 """The techniques that `keras-reg compare` trains, one table entry each.
 
-A technique is data, not code: which kernel regularizer (class and keyword
-arguments), whether Dropout and BatchNormalization layers go into the hidden
-blocks, whether EarlyStopping watches the fit, and an optional optimizer
-wrapper. Every technique shares the same architecture, optimizer, seed and
-epoch budget, so a difference in the results comes from the technique alone.
-
-Adding a technique is one `Technique(...)` entry in `TECHNIQUES`; a technique
-that needs its optimizer wrapped (a proximal step for L1, say) names a function
-that receives the base optimizer and returns the one to train with.
+A technique is data: a kernel regularizer, Dropout and BatchNormalization
+added to the model by `keras_reg.regularize`, an optional EarlyStopping, an
+optional optimizer wrapper, and, for a technique with a strength, the grid of
+strengths to try (chosen on validation data). Every technique shares the
+model, optimizer, seeds and epoch budget, so a difference in the results
+comes from the technique alone.
 """
 
 import dataclasses
 import re
-from typing import Any
 
-import keras
+import numpy as np
 
-from keras_reg import callbacks as reg_callbacks
-from keras_reg import layers as reg_layers
-from keras_reg import optimizers as reg_optimizers
 from keras_reg import regularizers as reg_regularizers
 
-L1_FACTOR = 1e-4
-# The proximal step shrinks each weight by learning_rate * l1 = 7e-4 per step,
-# close to Adam's typical 1e-3 step. At 1e-4 the threshold (1e-7) would be far
-# below Adam's step and zero nothing; the plain L1 row's factor acts through
-# the gradient instead, so the two factors are not on one scale. Measured with
-# benchmarks/sparsity.py: 0.7 zeroes about 92% of the kernel weights at the
-# baseline's test accuracy; 0.2 zeroes 65%; 1.0 costs 5 points of accuracy.
-L1_PROXIMAL_FACTOR = 0.7
-L2_FACTOR = 1e-3
-DROPOUT_RATE = 0.5
-EARLY_STOPPING_PATIENCE = 10
+# The strength grids (`--grid N` values, geometric for factors, linear for a
+# rate, rounded for a patience); `--grid 1` takes the default. The proximal L1
+# step shrinks each weight by learning_rate * l1 per step: 0.1-1.0 spans "some"
+# to "most" kernel weights at 0 on digits (benchmarks/sparsity.py), where a
+# subgradient L1 factor acts through the gradient, on another scale.
+L1_GRID, L1_DEFAULT = (1e-5, 1e-3), 1e-4
+L1_PROXIMAL_GRID, L1_PROXIMAL_DEFAULT = (0.1, 1.0), 0.3
+L2_GRID, L2_DEFAULT = (1e-4, 1e-2), 1e-3
+DROPOUT_GRID, DROPOUT_DEFAULT = (0.2, 0.5), 0.5
+PATIENCE_GRID, PATIENCE_DEFAULT = (3, 10), 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,75 +34,92 @@ class Technique:
     Args:
         name: the name used by `--techniques`, the table, and results files.
         description: one line for `--help`.
-        regularizer: name of a class in `keras_reg.regularizers` applied as
-            `kernel_regularizer` to every Dense layer, or None.
-        regularizer_kwargs: keyword arguments for that class.
-        dropout_rate: rate of the Dropout layer after each hidden block;
-            0 means no Dropout layer.
-        batch_normalization: whether each hidden block has a
-            BatchNormalization layer between its Dense layer and activation.
-        early_stopping: whether `keras_reg.callbacks.EarlyStopping` watches
-            the validation loss and restores the best weights.
-        optimizer_wrapper: name of a class in `keras_reg.optimizers` that wraps
-            the base optimizer (called as `Wrapper(optimizer)`), or None.
+        strength: what the grid varies: "l1", "l2", "l1_l2" (ElasticNet's two
+            factors together, l1 = l2 / 10), "rate" (Dropout), "patience"
+            (EarlyStopping), or None for a technique without a strength.
+        grid: the lowest and highest strength, and `default` the one for
+            `--grid 1`.
+        regularizer: name of a class in `keras_reg.regularizers` put on every
+            kernel, or None; `proximal` makes it a proximal L1.
+        batch_normalization: whether a BatchNormalization follows each hidden
+            layer.
+        dropout: a fixed Dropout rate after each hidden layer, or None.
+        early_stopping: whether EarlyStopping (restoring the best weights)
+            watches the validation loss; it changes no training step, so
+            its runs share the baseline's training.
     """
 
     name: str
     description: str
+    strength: str | None = None
+    grid: tuple = ()
+    default: float | None = None
     regularizer: str | None = None
-    regularizer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    dropout_rate: float = 0.0
+    proximal: bool = False
     batch_normalization: bool = False
+    dropout: float | None = None
     early_stopping: bool = False
-    optimizer_wrapper: str | None = None
 
-    def make_regularizer(self):
-        """Returns a fresh kernel regularizer, or None."""
-        if self.regularizer is None:
-            return None
-        cls = getattr(reg_regularizers, self.regularizer)
-        return cls(**self.regularizer_kwargs)
+    def values(self, n: int) -> list:
+        """The strengths to try: `n` values over the grid, or the default."""
+        if self.strength is None:
+            return [None]
+        if n == 1:
+            return [self.default]
+        low, high = self.grid
+        if self.strength == "rate":
+            return [round(float(v), 4) for v in np.linspace(low, high, n)]
+        if self.strength == "patience":
+            return sorted({int(round(v)) for v in np.geomspace(low, high, n)})
+        return [float(f"{v:.3g}") for v in np.geomspace(low, high, n)]
 
-    def make_dropout(self):
-        return reg_layers.Dropout(self.dropout_rate)
+    def regularize_kwargs(self, value) -> dict:
+        """The arguments of `keras_reg.regularize` at strength `value`."""
+        kwargs = {"batch_normalization": self.batch_normalization}
+        rate = value if self.strength == "rate" else self.dropout
+        if rate:
+            kwargs["dropout"] = rate
+        if self.regularizer is not None:
+            if self.regularizer == "ElasticNet":
+                l2 = L2_DEFAULT if value is None else value
+                factors = {"l1": l2 / 10, "l2": l2}
+            else:
+                factors = {self.strength: value}
+            if self.proximal:
+                factors["proximal"] = True
+            cls = getattr(reg_regularizers, self.regularizer)
+            kwargs["kernel_regularizer"] = cls(**factors)
+        return kwargs
 
-    def make_batch_normalization(self):
-        return reg_layers.BatchNormalization()
+    def values_of(self, runs) -> list:
+        """The strengths present in `runs`, in grid order."""
+        return list(dict.fromkeys(run["strength"] for run in runs))
 
-    def make_callbacks(self, monitor):
-        """Returns the Keras callbacks this technique adds to `fit`."""
+    def label(self, value) -> str:
+        """The strength as the table shows it (`l2=0.001`), or ""."""
+        if self.strength is None:
+            return ""
+        if self.strength == "l1_l2":
+            return f"l1={value / 10:.3g}, l2={value:.3g}"
+        return f"{self.strength}={value:g}"
+
+    def patience(self, value):
+        """EarlyStopping's patience at strength `value`, or None without it."""
         if not self.early_stopping:
-            return []
-        return [
-            reg_callbacks.EarlyStopping(
-                monitor=monitor,
-                mode="min",
-                patience=EARLY_STOPPING_PATIENCE,
-                restore_best_weights=True,
-            )
-        ]
+            return None
+        return value if self.strength == "patience" else PATIENCE_DEFAULT
 
-    def wrap_optimizer(self, optimizer: keras.optimizers.Optimizer):
-        if self.optimizer_wrapper is None:
-            return optimizer
-        return getattr(reg_optimizers, self.optimizer_wrapper)(optimizer)
-
-    def to_config(self) -> dict[str, Any]:
-        """The JSON-friendly description stored in results.json."""
+    def to_config(self) -> dict:
         return {
-            "regularizer": self.regularizer,
-            "regularizer_kwargs": dict(self.regularizer_kwargs),
-            "dropout_rate": self.dropout_rate,
-            "batch_normalization": self.batch_normalization,
-            "early_stopping": (
-                {
-                    "patience": EARLY_STOPPING_PATIENCE,
-                    "restore_best_weights": True,
-                }
-                if self.early_stopping
-                else None
-            ),
-            "optimizer_wrapper": self.optimizer_wrapper,
+            key: getattr(self, key)
+            for key in (
+                "strength",
+                "regularizer",
+                "proximal",
+                "batch_normalization",
+                "dropout",
+                "early_stopping",
+            )
         }
 
 
@@ -118,58 +127,60 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("baseline", "no regularization"),
     Technique(
         "L1",
-        f"L1 kernel penalty, l1={L1_FACTOR:g}",
+        "L1 kernel penalty (subgradient)",
+        "l1",
+        L1_GRID,
+        L1_DEFAULT,
         regularizer="L1",
-        regularizer_kwargs={"l1": L1_FACTOR},
     ),
     Technique(
         "L1 (proximal)",
-        f"L1 kernel penalty, l1={L1_PROXIMAL_FACTOR:g}, applied as a proximal "
-        "step by keras_reg.optimizers.Proximal(Adam)",
+        "L1 kernel penalty applied as a proximal step by keras_reg.optimizers.Proximal",
+        "l1",
+        L1_PROXIMAL_GRID,
+        L1_PROXIMAL_DEFAULT,
         regularizer="L1",
-        regularizer_kwargs={"l1": L1_PROXIMAL_FACTOR, "proximal": True},
-        optimizer_wrapper="Proximal",
+        proximal=True,
     ),
-    Technique(
-        "L2",
-        f"L2 kernel penalty, l2={L2_FACTOR:g}",
-        regularizer="L2",
-        regularizer_kwargs={"l2": L2_FACTOR},
-    ),
+    Technique("L2", "L2 kernel penalty", "l2", L2_GRID, L2_DEFAULT, regularizer="L2"),
     Technique(
         "ElasticNet",
-        f"L1 and L2 kernel penalties, l1={L1_FACTOR:g}, l2={L2_FACTOR:g}",
+        "L1 and L2 kernel penalties, l1 = l2 / 10",
+        "l1_l2",
+        L2_GRID,
+        L2_DEFAULT,
         regularizer="ElasticNet",
-        regularizer_kwargs={"l1": L1_FACTOR, "l2": L2_FACTOR},
     ),
     Technique(
         "Dropout",
-        f"Dropout(rate={DROPOUT_RATE:g}) after each hidden block",
-        dropout_rate=DROPOUT_RATE,
+        "Dropout after each hidden layer",
+        "rate",
+        DROPOUT_GRID,
+        DROPOUT_DEFAULT,
     ),
     Technique(
         "BatchNormalization",
-        "BatchNormalization before each hidden activation",
+        "BatchNormalization after each hidden layer",
         batch_normalization=True,
     ),
     Technique(
         "EarlyStopping",
-        f"EarlyStopping(patience={EARLY_STOPPING_PATIENCE}, "
-        "restore_best_weights=True) on the validation loss",
+        "EarlyStopping on the validation loss, restoring the best weights",
+        "patience",
+        PATIENCE_GRID,
+        PATIENCE_DEFAULT,
         early_stopping=True,
     ),
     Technique(
         "Combined",
-        "ElasticNet, Dropout, BatchNormalization and EarlyStopping together",
+        "ElasticNet (l2=0.001), Dropout 0.5, BatchNormalization and "
+        "EarlyStopping (patience 5) together",
         regularizer="ElasticNet",
-        regularizer_kwargs={"l1": L1_FACTOR, "l2": L2_FACTOR},
-        dropout_rate=DROPOUT_RATE,
         batch_normalization=True,
+        dropout=DROPOUT_DEFAULT,
         early_stopping=True,
     ),
 )
-
-BY_NAME: dict[str, Technique] = {t.name: t for t in TECHNIQUES}
 
 
 def _key(name):
@@ -185,19 +196,15 @@ def resolve(names: list[str]) -> list[Technique]:
     technique and listing the valid ones.
     """
     lowered = {_key(t.name): t for t in TECHNIQUES}
+    valid = ", ".join(t.name for t in TECHNIQUES)
     chosen = []
     for raw in names:
-        key = _key(raw)
-        if key not in lowered:
-            valid = ", ".join(t.name for t in TECHNIQUES)
+        if _key(raw) not in lowered:
             raise ValueError(f"unknown technique {raw.strip()!r}; valid: {valid}")
-        if lowered[key] not in chosen:
-            chosen.append(lowered[key])
+        chosen.append(lowered[_key(raw)])
     if not chosen:
-        valid = ", ".join(t.name for t in TECHNIQUES)
         raise ValueError(f"no technique given; valid: {valid}")
-    ordered = [t for t in TECHNIQUES if t in chosen or t.name == "baseline"]
-    return ordered
+    return [t for t in TECHNIQUES if t in chosen or t.name == "baseline"]
 
 
 __all__ = ["TECHNIQUES", "Technique", "resolve"]

@@ -1,27 +1,37 @@
-"""Trains one technique and measures what the comparison reports.
+"""Trains every run of a technique at once, as towers of one model.
 
-Every technique gets the same seed, architecture (a wide two-hidden-layer MLP),
-optimizer and epoch budget. Train, validation and test numbers are measured
-after `fit` returns (so after EarlyStopping restored its best weights), in
-inference mode, on whole splits.
+A run is one strength of one technique on one seed. The runs of a technique
+are independent towers of one Keras model (one input per seed, one output per
+run) trained by one compiled step: the loss is the sum of the towers' losses,
+so each tower's gradient is its own, and each optimizer variable belongs to
+one tower, so each tower trains exactly as it would alone. One compiled step
+instead of one per run is what keeps the default comparison fast.
 
-The curves and the EarlyStopping monitor use the *data* loss, a metric that
-excludes the weight penalties: Keras's `loss` adds the L1/L2 penalty, which
-would make the regularized runs' curves incomparable with the baseline's.
+For a seed, every technique starts from the same initial weights (the base
+model built under that seed, then `keras_reg.regularize`d, which keeps them)
+and sees the same training batches: the seed's training split, reshuffled
+every epoch with that seed. Each epoch uses the full batches of the split.
+EarlyStopping changes no training step: its runs are plain towers, and one
+`keras_reg.callbacks.EarlyStopping` per patience watches each tower's
+validation loss through a stand-in model and keeps its best weights.
+
+Numbers are measured in inference mode on whole splits. The curves and
+EarlyStopping use the data loss (cross-entropy or MSE without the weight
+penalties), so that regularized runs compare with the baseline.
 """
 
 import dataclasses
-import re
 import sys
 import time
 
 import keras
 import numpy as np
 
-from keras_reg.compare.data import Dataset
+import keras_reg
+from keras_reg.compare.data import Problem
 from keras_reg.compare.techniques import Technique
 
-HIDDEN_UNITS = (512, 512)
+HIDDEN_UNITS = (256, 256)
 LEARNING_RATE = 1e-3
 # Training accuracy a classifier must reach for "epochs to threshold", and, for
 # regression, the training R^2 (on the standardized target, MSE <= 1 - R^2).
@@ -35,244 +45,319 @@ _EPSILON = 1e-7
 class Settings:
     epochs: int
     batch_size: int
-    seed: int
+    seeds: tuple
+    grid: int
 
     def describe(self) -> dict:
+        return dataclasses.asdict(self) | {"seeds": list(self.seeds)}
+
+
+def builtin_model(input_shape, output_size):
+    """The default model: a wide two-hidden-layer MLP that overfits digits."""
+    layers = [keras.Input(input_shape)]
+    layers += [keras.layers.Dense(n, activation="relu") for n in HIDDEN_UNITS]
+    activation = "softmax" if output_size > 1 else None
+    layers.append(keras.layers.Dense(output_size, activation=activation))
+    return keras.Sequential(layers, name="mlp")
+
+
+def outputs_probabilities(model) -> bool:
+    """Whether `model`'s output is a softmax (else logits, for classification)."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return activation is keras.activations.softmax or type(last).__name__ == "Softmax"
+
+
+def _optimizer(base, technique):
+    """A fresh optimizer from `base`'s config; Proximal-wrapped if needed."""
+    if base is None:
+        optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
+    else:
+        optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(base))
+    if technique.proximal:
+        optimizer = keras_reg.optimizers.Proximal(optimizer)
+    return optimizer
+
+
+class _Stand_in:
+    """The model EarlyStopping watches for one tower: it keeps what it restores."""
+
+    def __init__(self, tower):
+        self.tower = tower
+        self.stop_training = False
+        self.restored = None
+
+    def get_weights(self):
+        return self.tower.get_weights()
+
+    def set_weights(self, weights):
+        self.restored = [np.array(w, copy=True) for w in weights]
+
+
+def _kernel_weights(model):
+    return np.concatenate(
+        [
+            keras.ops.convert_to_numpy(v).astype("float64").ravel()
+            for v in model.weights
+            if v.name.endswith("kernel")
+        ]
+    )
+
+
+class Group:
+    """The towers of one technique: its runs, model, training and numbers."""
+
+    def __init__(self, technique: Technique, problem: Problem, splits, settings, build):
+        self.technique = technique
+        self.problem = problem
+        self.splits = splits
+        self.settings = settings
+        self.classification = problem.task == "classification"
+        values = technique.values(settings.grid)
+        tower_values = [None] if technique.strength == "patience" else values
+        self.runs = [(v, s) for v in values for s in settings.seeds]
+        self.towers = []
+        inputs = {
+            s: keras.Input((problem.n_features,), name=f"seed_{s}") for s in splits
+        }
+        outputs = []
+        for value in tower_values:
+            for seed in settings.seeds:
+                base, optimizer = build(seed)
+                kwargs = technique.regularize_kwargs(value)
+                tower = keras_reg.regularize(base, seed=seed * 1000, **kwargs)
+                tower.name = f"tower_{len(self.towers)}"
+                self.towers.append((value, seed, tower))
+                outputs.append(tower(inputs[seed]))
+        self.probabilities = outputs_probabilities(base)
+        # One output (batch, towers, units) and one summed loss: with an
+        # output per tower Keras would add a loss tracker per tower on the
+        # first step, and TensorFlow would trace that step twice.
+        stacked = keras.layers.Concatenate(axis=1)(
+            [keras.layers.Reshape((1, -1))(output) for output in outputs]
+        )
+        self.model = keras.Model([inputs[s] for s in settings.seeds], stacked)
+        self.model.compile(
+            optimizer=_optimizer(optimizer, technique),
+            loss=self._summed_loss,
+            # XLA compiles the many towers for tens of seconds and saves
+            # little on CPU; JAX needs its jit.
+            jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
+        )
+        # Built here, eagerly: built inside the first traced step, TensorFlow
+        # takes about 15 ms per optimizer variable.
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.watchers = self._watchers(values)
+        self.history = [
+            {"val_data_loss": [], "train_metric": [], "val_metric": []}
+            for _ in self.towers
+        ]
+
+    def _summed_loss(self, y_true, y_pred):
+        """The towers' losses, summed: y_true (batch, towers), y_pred (batch,
+        towers, units)."""
+        if self.classification:
+            per_tower = keras.losses.sparse_categorical_crossentropy(
+                y_true, y_pred, from_logits=not self.probabilities
+            )
+        else:
+            per_tower = keras.ops.square(y_true - y_pred[..., 0])
+        return keras.ops.sum(per_tower, axis=-1)
+
+    def _watchers(self, values):
+        """(tower index, patience, EarlyStopping, stand-in) for each watch."""
+        watchers = []
+        for index, (tower_value, _, tower) in enumerate(self.towers):
+            for value in values if tower_value is None else [tower_value]:
+                patience = self.technique.patience(value)
+                if patience is None:
+                    continue
+                callback = keras_reg.callbacks.EarlyStopping(
+                    monitor="val_data_loss",
+                    mode="min",
+                    patience=patience,
+                    restore_best_weights=True,
+                )
+                stand_in = _Stand_in(tower)
+                callback.set_model(stand_in)
+                callback.on_train_begin()
+                watchers.append((index, value, callback, stand_in))
+        return watchers
+
+    def fit(self, on_epoch=None):
+        seeds = self.settings.seeds
+        n = len(self.splits[seeds[0]].y_train)
+        batch = min(self.settings.batch_size, n)
+        steps = n // batch
+        rngs = {s: np.random.default_rng([s, 2026]) for s in seeds}
+        tower_seeds = [seed for _, seed, _ in self.towers]
+        for epoch in range(self.settings.epochs):
+            order = {s: rngs[s].permutation(n)[: steps * batch] for s in seeds}
+            x = [self.splits[s].x_train[order[s]] for s in seeds]
+            y = np.stack([self.splits[s].y_train[order[s]] for s in tower_seeds], 1)
+            self.model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+            self._monitor(epoch)
+            if on_epoch is not None:
+                on_epoch(epoch)
+        for _, _, callback, _ in self.watchers:
+            callback.on_train_end()
+
+    def _predict(self, part):
+        x = [getattr(self.splits[s], f"x_{part}") for s in self.settings.seeds]
+        outputs = np.asarray(self.model.predict_on_batch(x), dtype="float64")
+        return [outputs[:, k] for k in range(outputs.shape[1])]
+
+    def _monitor(self, epoch):
+        train, val = self._predict("train"), self._predict("val")
+        for index, (_, seed, _) in enumerate(self.towers):
+            split = self.splits[seed]
+            history = self.history[index]
+            measured = self._measure(val[index], split.y_val)
+            history["val_data_loss"].append(measured["data_loss"])
+            history["val_metric"].append(measured["metric"])
+            history["train_metric"].append(
+                self._measure(train[index], split.y_train)["metric"]
+            )
+        for index, _, callback, stand_in in self.watchers:
+            if not stand_in.stop_training:
+                loss = self.history[index]["val_data_loss"][-1]
+                callback.on_epoch_end(epoch, {"val_data_loss": loss})
+
+    def _measure(self, predictions, y):
+        """`data_loss` and the primary `metric` (accuracy, or MSE on the
+        standardized target) of `predictions`, with `accuracy`/`mse` extras."""
+        if self.classification:
+            if self.probabilities:
+                p = predictions
+            else:
+                p = np.exp(predictions - predictions.max(axis=1, keepdims=True))
+                p /= p.sum(axis=1, keepdims=True)
+            picked = np.clip(p[np.arange(len(y)), y], _EPSILON, 1 - _EPSILON)
+            accuracy = float(np.mean(np.argmax(p, axis=1) == y))
+            return {"data_loss": float(-np.mean(np.log(picked))), "metric": accuracy}
+        mse = float(np.mean((predictions[:, 0] - y) ** 2))
+        return {"data_loss": mse, "metric": mse}
+
+    def results(self):
+        """One dict of numbers per run (strength, seed), in `self.runs` order."""
+        by_run = {}
+        for index, (value, seed, tower) in enumerate(self.towers):
+            by_run[(value, seed)] = self._numbers(index, tower, None)
+        for index, value, callback, stand_in in self.watchers:
+            tower = self.towers[index][2]
+            final = tower.get_weights()
+            tower.set_weights(stand_in.restored)
+            by_run[(value, self.towers[index][1])] = self._numbers(
+                index, tower, callback
+            )
+            tower.set_weights(final)
+        return [{"strength": v, "seed": s} | by_run[(v, s)] for v, s in self.runs]
+
+    def _numbers(self, index, tower, callback):
+        split = self.splits[self.towers[index][1]]
+        parts = {}
+        for part in ("train", "val", "test"):
+            x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
+            predictions = keras.ops.convert_to_numpy(tower(x, training=False))
+            parts[part] = self._measure(predictions.astype("float64"), y)
+            if self.classification:
+                parts[part]["accuracy"] = parts[part]["metric"]
+            else:
+                std = split.target_std
+                parts[part]["mse"] = parts[part]["metric"] * std**2
+                parts[part]["mae"] = float(np.mean(np.abs(predictions[:, 0] - y)) * std)
+        history = self.history[index]
+        epochs = self.settings.epochs
+        if callback is not None:
+            epochs_run = (
+                callback.stopped_epoch + 1 if callback.stopped_epoch else epochs
+            )
+            history = {k: v[:epochs_run] for k, v in history.items()}
+            best_epoch = callback.best_epoch + 1
+        else:
+            epochs_run = epochs
+            best_epoch = int(np.argmin(history["val_data_loss"])) + 1
+        if self.classification:
+            gap = parts["train"]["accuracy"] - parts["test"]["accuracy"]
+            reached = [m >= ACCURACY_THRESHOLD for m in history["train_metric"]]
+        else:
+            gap = parts["test"]["mse"] - parts["train"]["mse"]
+            reached = [m <= 1 - R2_THRESHOLD for m in history["train_metric"]]
+        weights = _kernel_weights(tower)
         return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "hidden_units": list(HIDDEN_UNITS),
-            "optimizer": "adam",
-            "learning_rate": LEARNING_RATE,
+            "train": parts["train"],
+            "validation": parts["val"],
+            "test": parts["test"],
+            "test_data_loss": parts["test"]["data_loss"],
+            "generalization_gap": float(gap),
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
+            "epochs_to_threshold": reached.index(True) + 1 if any(reached) else None,
+            "zero_weight_fraction": float(np.mean(weights == 0.0)),
+            "near_zero_weight_fraction": float(np.mean(np.abs(weights) < 1e-3)),
+            "mean_abs_weight": float(np.mean(np.abs(weights))),
+            "n_kernel_weights": int(weights.size),
+            "history": history,
         }
 
 
-def build_model(technique: Technique, dataset: Dataset) -> keras.Model:
-    """The shared MLP with `technique`'s layers and regularizers."""
-    layers = [keras.Input(shape=(dataset.n_features,))]
-    for units in HIDDEN_UNITS:
-        layers.append(
-            keras.layers.Dense(units, kernel_regularizer=technique.make_regularizer())
-        )
-        if technique.batch_normalization:
-            layers.append(technique.make_batch_normalization())
-        layers.append(keras.layers.Activation("relu"))
-        if technique.dropout_rate:
-            layers.append(technique.make_dropout())
-    if dataset.task == "classification":
-        head = keras.layers.Dense(
-            dataset.n_classes,
-            activation="softmax",
-            kernel_regularizer=technique.make_regularizer(),
-        )
-    else:
-        head = keras.layers.Dense(1, kernel_regularizer=technique.make_regularizer())
-    layers.append(head)
-    name = re.sub(r"[^A-Za-z0-9_]", "_", technique.name)
-    model = keras.Sequential(layers, name=f"compare_{name}")
-    optimizer = technique.wrap_optimizer(
-        keras.optimizers.Adam(learning_rate=LEARNING_RATE)
-    )
-    # XLA compilation costs seconds per model and saves nothing on a model
-    # this small; JAX needs its jit, and the other backends default to no XLA.
-    jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
-    if dataset.task == "classification":
-        model.compile(
-            optimizer=optimizer,
-            jit_compile=jit_compile,
-            loss="sparse_categorical_crossentropy",
-            metrics=[
-                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                keras.metrics.SparseCategoricalCrossentropy(name="data_loss"),
-            ],
-        )
-    else:
-        model.compile(
-            optimizer=optimizer,
-            jit_compile=jit_compile,
-            loss="mse",
-            metrics=[keras.metrics.MeanSquaredError(name="data_loss")],
-        )
-    return model
+class Progress:
+    """One line: technique, strengths, seeds, epoch and an ETA.
 
-
-class Progress(keras.callbacks.Callback):
-    """One live line per technique: name, epoch i/N, validation metric, time.
-
-    On a terminal the line is rewritten after every epoch; elsewhere (a log
-    file, a pipe) it is printed once, when the technique finishes.
+    On a terminal the line is rewritten every epoch; elsewhere (a log file,
+    a pipe) it is printed once per technique, when it finishes.
     """
 
-    def __init__(self, prefix, epochs, started, metric_of_logs, stream=None):
-        super().__init__()
-        self.prefix = prefix
-        self.epochs = epochs
-        self.started = started
-        self.metric_of_logs = metric_of_logs
+    def __init__(self, total_units, stream=None, quiet=False):
+        self.total = total_units
+        self.done = 0
+        self.started = time.perf_counter()
         self.stream = stream if stream is not None else sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.quiet = quiet
         self.line = ""
 
-    def _render(self, epoch, logs):
-        name, value = self.metric_of_logs(logs)
+    def update(self, prefix, units):
+        self.done += units
         elapsed = time.perf_counter() - self.started
-        return (
-            f"{self.prefix}  epoch {epoch:>3}/{self.epochs}  "
-            f"{name} {value:.4f}  elapsed {elapsed:6.1f}s"
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.line = self._render(epoch + 1, logs or {})
-        if self.live:
-            self.stream.write("\r" + self.line)
+        eta = elapsed / self.done * (self.total - self.done)
+        self.line = f"{prefix}  elapsed {elapsed:5.1f}s  ETA {eta:5.1f}s"
+        if self.live and not self.quiet:
+            self.stream.write("\r" + self.line + " " * 4)
             self.stream.flush()
 
-    def finish(self, suffix=""):
-        end = "\n"
-        self.stream.write(("\r" if self.live else "") + self.line + suffix + end)
-        self.stream.flush()
+    def finish(self):
+        if not self.quiet:
+            self.stream.write(("\r" if self.live else "") + self.line + "\n")
+            self.stream.flush()
 
 
-def _kernels(model):
-    return [
-        keras.ops.convert_to_numpy(layer.kernel).astype("float64").ravel()
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Dense)
-    ]
-
-
-def _predict(model, x, chunk=4096):
-    # Direct calls instead of model.predict: predict compiles a function per
-    # model and retraces it for every new batch shape, which TensorFlow
-    # reports in warnings on stderr; a forward pass in inference mode is all
-    # that is needed here.
-    parts = [
-        keras.ops.convert_to_numpy(model(x[i : i + chunk], training=False))
-        for i in range(0, len(x), chunk)
-    ]
-    return np.concatenate(parts).astype("float64")
-
-
-def _split_metrics(model, dataset, x, y):
-    predictions = _predict(model, x)
-    if dataset.task == "classification":
-        probabilities = np.clip(predictions, _EPSILON, 1 - _EPSILON)
-        picked = probabilities[np.arange(len(y)), y]
-        return {
-            "accuracy": float(np.mean(np.argmax(predictions, axis=1) == y)),
-            "cross_entropy": float(-np.mean(np.log(picked))),
-        }
-    error = (predictions[:, 0] - y) * dataset.target_std
-    return {
-        "mse": float(np.mean(error**2)),
-        "mae": float(np.mean(np.abs(error))),
-    }
-
-
-def _first_epoch(values, reached):
-    for i, value in enumerate(values):
-        if reached(value):
-            return i + 1
-    return None
-
-
-def train_technique(
-    technique: Technique,
-    dataset: Dataset,
-    settings: Settings,
-    *,
-    progress_prefix: str = "",
-    started: float | None = None,
-    stream=None,
-    quiet: bool = False,
-) -> dict:
-    """Trains `technique` and returns its `techniques[i]` entry of results.json."""
+def train_technique(technique, problem, splits, settings, build, progress, prefix):
+    """Trains every run of `technique`; returns `(runs, wall seconds)`."""
     begin = time.perf_counter()
-    started = begin if started is None else started
-    # The same seed for every technique: same initial weights, same shuffling.
-    keras.utils.set_random_seed(settings.seed)
-    model = build_model(technique, dataset)
-    monitor = "val_data_loss"
-    callbacks = technique.make_callbacks(monitor)
-    early_stopping = callbacks[0] if technique.early_stopping else None
-    classification = dataset.task == "classification"
-    std2 = dataset.target_std**2
-
-    def metric_of_logs(logs):
-        if classification:
-            return "val_accuracy", float(logs.get("val_accuracy", float("nan")))
-        return "val_mse", float(logs.get("val_data_loss", float("nan"))) * std2
-
-    progress = None
-    if not quiet:
-        progress = Progress(
-            progress_prefix, settings.epochs, started, metric_of_logs, stream
-        )
-        callbacks.append(progress)
-    history = model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val),
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        callbacks=callbacks,
-        verbose=0,
+    group = Group(technique, problem, splits, settings, build)
+    values = technique.values(settings.grid)
+    shown = ", ".join(technique.label(v) for v in values if v is not None)
+    seeds = settings.seeds
+    seeds_text = (
+        f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
     )
-    history = {
-        key: [float(v) for v in values] for key, values in history.history.items()
-    }
-    epochs_run = len(history["loss"])
-    if early_stopping is not None:
-        best_epoch = int(early_stopping.best_epoch) + 1
-    else:
-        best_epoch = int(np.argmin(history[monitor])) + 1
 
-    train = _split_metrics(model, dataset, dataset.x_train, dataset.y_train)
-    val = _split_metrics(model, dataset, dataset.x_val, dataset.y_val)
-    test = _split_metrics(model, dataset, dataset.x_test, dataset.y_test)
-    # The restored model's validation data loss, measured the way fit measured
-    # it, so that it is comparable with the per-epoch history.
-    evaluated = model.evaluate(
-        dataset.x_val,
-        dataset.y_val,
-        batch_size=settings.batch_size,
-        verbose=0,
-        return_dict=True,
+    def on_epoch(epoch):
+        progress.update(
+            f"{prefix}{f' [{shown}]' if shown else ''} {seeds_text}  epoch "
+            f"{epoch + 1:>3}/{settings.epochs}",
+            len(group.towers),
+        )
+
+    group.fit(on_epoch)
+    progress.finish()
+    return group.results(), time.perf_counter() - begin
+
+
+def tower_count(technique, settings) -> int:
+    """How many towers `technique` trains (its EarlyStopping runs share them)."""
+    values = technique.values(settings.grid)
+    return len(settings.seeds) * (
+        1 if technique.strength == "patience" else len(values)
     )
-    final_val_data_loss = float(evaluated["data_loss"])
-
-    weights = np.concatenate(_kernels(model))
-    if classification:
-        gap = train["accuracy"] - val["accuracy"]
-        to_threshold = _first_epoch(
-            history["accuracy"], lambda a: a >= ACCURACY_THRESHOLD
-        )
-    else:
-        gap = val["mse"] - train["mse"]
-        to_threshold = _first_epoch(
-            history["data_loss"], lambda mse: mse <= 1 - R2_THRESHOLD
-        )
-    wall = time.perf_counter() - begin
-    if progress is not None:
-        progress.finish(f"  done in {wall:.1f}s")
-    return {
-        "name": technique.name,
-        "description": technique.description,
-        "config": technique.to_config(),
-        "train": train,
-        "validation": val,
-        "test": test,
-        "generalization_gap": float(gap),
-        "epochs_run": epochs_run,
-        "best_epoch": best_epoch,
-        "stopped_early": epochs_run < settings.epochs,
-        "final_val_data_loss": final_val_data_loss,
-        "zero_weight_fraction": float(np.mean(weights == 0.0)),
-        "near_zero_weight_fraction": float(np.mean(np.abs(weights) < 1e-3)),
-        "mean_abs_weight": float(np.mean(np.abs(weights))),
-        "n_kernel_weights": int(weights.size),
-        "epochs_to_threshold": to_threshold,
-        "history": history,
-        "wall_time_s": wall,
-    }

@@ -1,0 +1,98 @@
+"""The model `keras-reg compare` trains: the built-in MLP or the user's.
+
+`--model FILE.py:FUNCTION` names a function `FUNCTION(input_shape,
+output_size)` that returns a Keras model, compiled or not. It is called once
+per seed, under `keras.utils.set_random_seed(seed)`, and every technique
+starts from that seed's model through `keras_reg.regularize`, which keeps
+its weights. A compiled model's optimizer (a fresh copy) trains it; the loss
+is the task's: sparse categorical cross-entropy on the model's output
+(probabilities after a final softmax, logits otherwise), or mean squared
+error. Every problem with the file or the model is found before anything is
+trained or written and reported as a one-line `ModelError`.
+"""
+
+import importlib.util
+import os
+
+import keras
+
+import keras_reg
+from keras_reg import _rebuild
+from keras_reg.compare import training
+
+
+class ModelError(ValueError):
+    """A problem with `--model`, reported to the user in one line."""
+
+
+def _load_function(spec):
+    path, _, name = spec.rpartition(":")
+    if not path or not name:
+        raise ModelError(f"--model must be FILE.py:FUNCTION (got {spec!r})")
+    if not os.path.isfile(path):
+        raise ModelError(f"model file {path!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location("_keras_reg_user_model", path)
+    if module_spec is None:
+        raise ModelError(f"model file {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: any error is reported in a line
+        raise ModelError(f"model file {path!r} raised {_one_line(e)}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ModelError(f"model file {path!r} has no function {name!r}")
+    return function
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _check(model, spec, output_size):
+    where = f"--model {spec}"
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{where} returned {type(model).__name__}, not a Keras model")
+    if not _rebuild.is_graph_model(model):
+        raise ModelError(
+            f"{where} returned a subclassed model; compare needs a Sequential or "
+            "functional model, whose layers keras_reg.regularize can rewrite"
+        )
+    if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (output_size,):
+        shapes = [tuple(o.shape) for o in model.outputs]
+        raise ModelError(
+            f"{where} must have one output of shape (batch, {output_size}) "
+            f"(got {shapes})"
+        )
+    if not any(_rebuild.has_kernel(layer) for layer in _rebuild.walk(model)):
+        raise ModelError(f"{where} has no layer with a kernel to regularize")
+    try:
+        keras_reg.regularize(model)
+    except ValueError as e:
+        raise ModelError(f"{where} cannot be rewritten: {_one_line(e)}") from None
+
+
+def builder(spec, problem):
+    """Returns `build(seed) -> (model, optimizer or None)`, checked once now."""
+    input_shape = (problem.n_features,)
+    output_size = problem.n_classes or 1
+    function = training.builtin_model if spec is None else _load_function(spec)
+    cache = {}
+
+    def build(seed):
+        if seed not in cache:
+            keras.utils.set_random_seed(seed)
+            try:
+                model = function(input_shape, output_size)
+            except Exception as e:  # the user's code
+                raise ModelError(f"--model {spec} raised {_one_line(e)}") from None
+            if spec is not None:
+                _check(model, spec, output_size)
+            optimizer = model.optimizer if getattr(model, "compiled", False) else None
+            cache[seed] = (model, optimizer)
+        return cache[seed]
+
+    build(0)
+    cache.clear()
+    return build
