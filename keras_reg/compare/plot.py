@@ -20,9 +20,7 @@ FIGURE_SIZE_PX = (1400, 900)
 
 
 def _gap_label(task):
-    if task == "classification":
-        return "train - test accuracy"
-    return "test - train MSE"
+    return f"test - train {_loss_label(task)}"
 
 
 def _loss_label(task):

@@ -32,8 +32,8 @@ seconds, and a number that is not finite (a diverged run) is written as null::
                 regression: {"mse": float, "mae": float,  # target's units
                              "data_loss": float},         # standardized
             "test_data_loss": float,
-            "generalization_gap": float,    # train - test accuracy, or
-                                            # test - train MSE: > 0 overfits
+            "generalization_gap": float,    # test - train data loss:
+                                            # > 0 overfits
             "epochs_run": int, "best_epoch": int,
             "epochs_to_threshold": int or null,    # null: never reached
             "zero_weight_fraction": float,  # kernel weights exactly 0.0
@@ -159,7 +159,7 @@ def format_table(techniques: list[dict], task: str, epochs: int) -> str:
         f"train {short}",
         f"val {short}",
         f"test {short} (95% CI)",
-        "gap",
+        "loss gap",
         "zero w",
         "mean |w|",
         "ep->95%" if task == "classification" else "ep->R2.9",
@@ -179,7 +179,7 @@ def format_table(techniques: list[dict], task: str, epochs: int) -> str:
                 _fmt(s["validation_metric"], spec),
                 f"{_fmt(test['mean'], spec)} [{_fmt(test['ci_low'], spec)}, "
                 f"{_fmt(test['ci_high'], spec)}]",
-                _fmt(s["generalization_gap"], "+.3f" if short == "acc" else "+.4g"),
+                _fmt(s["generalization_gap"], "+.3f"),
                 f"{100 * s['zero_weight_fraction']:.1f}%",
                 _fmt(s["mean_abs_weight"], ".4f"),
                 "never" if reached > epochs else f"{reached:.1f}",

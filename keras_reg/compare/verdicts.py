@@ -60,7 +60,7 @@ CLAIMS = (
         "Dropout reduces overfitting",
         "Dropout",
         "generalization_gap",
-        "generalization gap",
+        "generalization gap (test - train data loss)",
         -1,
     ),
     Claim(
