@@ -49,18 +49,12 @@ class BatchNormalization(keras.layers.Layer):
     float64 inputs) whatever the compute dtype, so float16 and bfloat16
     inputs keep finite moving statistics.
 
-    On TensorFlow and torch the layer takes a faster backend route where one
-    applies; the results match the portable `keras.ops` path within float32
-    tolerance.
-
     Beyond Keras, `virtual_batch_size` gives ghost batch normalization as in
     tf-keras 2, and `synchronized=True` is accepted on JAX as well as
     TensorFlow.
 
     `isinstance(layer, keras.layers.BatchNormalization)` is False for this
-    layer, so code that singles out batch normalization layers (such as
-    keeping them frozen while fine-tuning) should test
-    `keras_reg.layers.is_batch_normalization(layer)`, which is True for both.
+    layer: test `keras_reg.is_batch_normalization(layer)` instead.
 
     Args:
         axis: Integer, the features axis to normalize (`1` after a

@@ -2,41 +2,16 @@
 
 A proximal regularizer (`L1`, `ElasticNet` or `GroupLasso` with
 `proximal=True`) adds its value to the loss but no gradient: its L1 part is
-this optimizer's proximal step. Trained by any other optimizer, that part
-would silently do nothing, so the regularizer's gradient raises a ValueError
-unless a Proximal vouches for it (`vouched_for`, asked in the backward pass).
-A Proximal vouches through the optimizer methods Keras calls, never by
-looking at the call stack:
-
-- Claims. `build(var_list)` claims the proximal regularizers of the variables
-  it is built with. `Model.fit` builds the optimizer before the first
-  gradient (JAX, torch, TensorFlow under a distribution strategy), so does
-  `keras.saving.load_model` for a compiled model, and a custom training loop
-  calls `optimizer.build(model.trainable_variables)` before its first
-  gradient. A model fit with a plain optimizer has no claim: its first step
-  raises.
-- Steps. Keras's trainers call `model.optimizer.scale_loss(loss)` right
-  before they differentiate the loss, on every backend (the method's
-  documented role). The first call tells the Proximal that `fit` drives it;
-  from then on it vouches only from its `scale_loss` to the end of its
-  `apply`, step by step. A model recompiled with a plain optimizer therefore
-  fails at its first step, although a Proximal once claimed its
-  regularizers. `build` called outside a step, as in a custom loop, makes the
-  claims standing again.
-- TensorFlow's `fit` without a distribution strategy builds the optimizer in
-  its first `apply`, after the first gradient: a Proximal that is not built
-  yet vouches for every proximal regularizer within the step it drives.
-
-Under `mixed_float16`, `compile` wraps the optimizer in a
-`keras.optimizers.LossScaleOptimizer`, whose `scale_loss` does not call the
-wrapped optimizer's. Two consequences: on TensorFlow without a distribution
-strategy nothing vouches before the first gradient, so build the optimizer
-first, as in a custom loop (`model.optimizer.build(model.trainable_variables)`;
-the error says so); and the Proximal's claims stay standing, so a model
-recompiled from there with a plain optimizer is not caught.
-
-Evaluation and prediction never take the penalty's gradient: they need no
-Proximal. Claims are weak references both ways and never part of a config.
+this optimizer's proximal step, so its gradient raises a ValueError unless a
+Proximal vouches for it (`vouched_for`, asked in the backward pass). A
+Proximal vouches only through the optimizer methods Keras calls, never by
+looking at the call stack: `build(var_list)` claims the proximal regularizers
+of the variables it is built with; once `fit` drives it (its `scale_loss`,
+which Keras's trainers call right before differentiating), it vouches only
+from `scale_loss` to the end of its `apply`, step by step; a Proximal not yet
+built vouches within the step it drives (TensorFlow's `fit` builds it in its
+first `apply`). docs/regularizers.md gives the consequences, `mixed_float16`
+included. Claims are weak references both ways and never part of a config.
 """
 
 import weakref
