@@ -17,6 +17,9 @@ round, and reports the median over the rounds:
 - `drop_connect_dense_1024`: one `train_on_batch` step (SGD, MSE, batch 64,
   1024 inputs) of `DropConnect(Dense(1024), 0.5)` against a plain
   `Dense(1024)`.
+- `drop_block_2d`: `DropBlock2D(0.1, block_size=7)` on the same tensor,
+  timed like `dropout`, against keras_reg's `SpatialDropout2D(0.1)` (Keras
+  has no DropBlock; `spatial_dropout_ms`), target 1.5.
 
 Rate 0.5 draws one random bit per element (see the README's "How masks are
 drawn"). `dropout` and `drop_connect_dense_1024` therefore also time rate 0.3,
@@ -77,7 +80,12 @@ CASES = (
 )
 
 
-CASE_NAMES = ("dropout", "spatial_dropout_2d", "drop_connect_dense_1024")
+CASE_NAMES = (
+    "dropout",
+    "spatial_dropout_2d",
+    "drop_connect_dense_1024",
+    "drop_block_2d",
+)
 
 
 def _selected(case):
@@ -194,12 +202,12 @@ def _portable(function):
     return run
 
 
-def _report(case, ms, baseline, target, **extra):
+def _report(case, ms, baseline, target, baseline_label="keras", **extra):
     line = {
         "backend": BACKEND,
         "device": _accelerator.device_name(),
         "case": case,
-        "keras_ms": round(ms[baseline], 2),
+        f"{baseline_label}_ms": round(ms[baseline], 2),
         "keras_reg_ms": round(ms["keras_reg"], 2),
         "ratio": round(ms["keras_reg"] / ms[baseline], 3),
         "target_ratio": target,
@@ -256,6 +264,35 @@ class _FixedMaskDense(keras.layers.Layer):
         return keras.ops.matmul(inputs, kernel) + self.bias
 
 
+def _drop_block(x, g):
+    """DropBlock2D(0.1, block_size=7) against keras_reg's SpatialDropout2D(0.1).
+
+    Keras has no DropBlock: the baseline is the cheapest structured dropout,
+    timed the same way (forward and backward, `dropout`'s compilation).
+    """
+    layers = keras_reg.layers
+    functions = {
+        "keras_reg": _forward_backward(layers.DropBlock2D(0.1, 7), x, g),
+        "spatial_dropout": _forward_backward(layers.SpatialDropout2D(0.1), x, g),
+    }
+    if PORTABLE:
+        portable = _forward_backward(layers.DropBlock2D(0.1, 7), x, g)
+        functions["portable"] = _portable(portable)
+    ms = _time(functions)
+    extra = {"portable_ms": round(ms["portable"], 2)} if PORTABLE else {}
+    _report(
+        "drop_block_2d",
+        ms,
+        "spatial_dropout",
+        1.5,
+        baseline_label="spatial_dropout",
+        shape=list(SHAPE),
+        block_size=7,
+        rate=0.1,
+        **extra,
+    )
+
+
 def main():
     if CASES is None:
         for case in CASE_NAMES:
@@ -301,6 +338,9 @@ def main():
             extra["floor_ms"] = round(ms["floor"], 2)
             extra["floor_ratio"] = round(ms["floor"] / ms["keras"], 3)
         _report(case, ms, "keras", target, shape=list(SHAPE), **extra)
+
+    if _selected("drop_block_2d"):
+        _drop_block(x, g)
 
     if not _selected("drop_connect_dense_1024"):
         return

@@ -104,10 +104,11 @@ def mc_predict(
 
     Monte Carlo dropout: `model` runs `samples` times on each batch with every
     keras_reg dropout-family layer (`Dropout`, `SpatialDropout1D/2D/3D`,
-    `StochasticDepth`, `DropConnect`) drawing fresh masks, while the model is
-    called with `training=False`, so that every BatchNormalization (Keras's
-    and keras_reg's) normalizes with its moving statistics and updates
-    nothing. The spread of the predictions estimates the model's uncertainty.
+    `DropBlock2D`, `StochasticDepth`, `DropConnect`) drawing fresh masks,
+    while the model is called with `training=False`, so that every
+    BatchNormalization (Keras's and keras_reg's) normalizes with its moving
+    statistics and updates nothing. The spread of the predictions estimates
+    the model's uncertainty.
 
     The model is left unchanged: no weight, statistic or seed state is
     updated. Keras's own random layers (`Dropout`, the spatial dropouts,
@@ -197,7 +198,7 @@ def mc_predict(
                 if context.layers_seen == 0:
                     raise ValueError(
                         "mc_predict needs a model with keras_reg dropout-family "
-                        "layers (Dropout, SpatialDropout1D/2D/3D, "
+                        "layers (Dropout, SpatialDropout1D/2D/3D, DropBlock2D, "
                         "StochasticDepth, DropConnect). Received a model with "
                         f"none: {model.name}"
                     )

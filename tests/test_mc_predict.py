@@ -221,7 +221,8 @@ def test_model_without_dropout_family_layers_is_refused():
         mc_predict(model, np.ones((2, 4)))
     assert str(info.value) == (
         "mc_predict needs a model with keras_reg dropout-family layers "
-        "(Dropout, SpatialDropout1D/2D/3D, StochasticDepth, DropConnect). "
+        "(Dropout, SpatialDropout1D/2D/3D, DropBlock2D, StochasticDepth, "
+        "DropConnect). "
         f"Received a model with none: {model.name}"
     )
 
