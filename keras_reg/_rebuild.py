@@ -164,6 +164,7 @@ class Rebuilder:
             self.insert_after = set()
         self.names = _all_names(model)
         self.pairs = []  # (original, clone) of every layer not rebuilt.
+        self.clones = {}  # id(original) -> its one clone.
         self.origin = {}  # id(clone) -> original, for the call function.
         self.dropout_count = 0
 
@@ -182,6 +183,11 @@ class Rebuilder:
         return new_model
 
     def _clone(self, layer):
+        # One clone per layer across the whole rebuild: `clone_model` keeps
+        # sharing only within one call, and a layer may be shared by two
+        # nested models.
+        if id(layer) in self.clones:
+            return self.clones[id(layer)]
         if is_graph_model(layer):
             clone = self.rebuild(layer)
         else:
@@ -192,6 +198,7 @@ class Rebuilder:
             if isinstance(layer, keras.layers.Layer):
                 self.pairs.append((layer, clone))
         self.origin[id(clone)] = layer
+        self.clones[id(layer)] = clone
         return clone
 
     def _set_penalties(self, config):

@@ -13,7 +13,7 @@ from keras_reg._rebuild import Rebuilder, has_kernel, is_graph_model, penalized,
 from keras_reg._validation import (
     check_bool,
     check_float,
-    check_seed,
+    check_int,
     invalid_argument,
 )
 
@@ -63,7 +63,7 @@ def _selector(layers):
         if pattern is None:
             raise invalid_argument("layers", "a valid regular expression", layers)
         return lambda layer: pattern.fullmatch(layer.name) is not None
-    if callable(layers):
+    if callable(layers) and not isinstance(layers, type):
         return lambda layer: bool(layers(layer))
     if isinstance(layers, Sequence) and all(isinstance(n, str) for n in layers):
         names = set(layers)
@@ -84,7 +84,7 @@ def _select(model, layers, penalties):
     if (
         layers is not None
         and not isinstance(layers, str)
-        and not callable(layers)
+        and isinstance(layers, Sequence)
         and (missing := sorted(set(layers) - {layer.name for layer in every}))
     ):
         raise invalid_argument(
@@ -151,7 +151,7 @@ def regularize(
         layers: Which layers to change, at any depth: None (every layer with
             a kernel), a regular expression matching whole layer names, a
             list of names (each must exist), or a callable `layer -> bool`.
-        seed: Optional non-negative int; the inserted Dropout layers get the
+        seed: Optional int in [0, 2**30]; the inserted Dropout layers get the
             seeds `seed`, `seed + 1`, ... in call order.
 
     Returns:
@@ -184,7 +184,12 @@ def regularize(
     if dropout is not None:
         dropout = check_float("dropout", dropout, low=0, high=1, high_open=True)
     batch_normalization = check_bool("batch_normalization", batch_normalization)
-    seed = check_seed("seed", seed)
+    # Each inserted Dropout takes the next seed; every backend's seed state
+    # holds 31 bits.
+    if seed is not None:
+        seed = check_int(
+            "seed", seed, low=0, high=2**30, expected="an int in [0, 2**30]"
+        )
     penalties = kernel_regularizer is not None or bias_regularizer is not None
     selected = _select(model, layers, penalties)
     rebuilder = Rebuilder(

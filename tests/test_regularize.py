@@ -444,7 +444,10 @@ def test_refuses_a_subclassed_model():
         ({"dropout": True}, "dropout", "a float in [0, 1)"),
         ({"dropout": float("nan")}, "dropout", "a float in [0, 1)"),
         ({"batch_normalization": 1}, "batch_normalization", "a bool"),
-        ({"seed": -1, "dropout": 0.1}, "seed", "an int >= 0"),
+        ({"seed": -1, "dropout": 0.1}, "seed", "an int in [0, 2**30]"),
+        # Each inserted Dropout takes the next seed: a 31-bit seed state on
+        # JAX and torch would overflow.
+        ({"seed": 2**30 + 1, "dropout": 0.1}, "seed", "an int in [0, 2**30]"),
         (
             {"kernel_regularizer": "l3"},
             "kernel_regularizer",
@@ -458,6 +461,13 @@ def test_refuses_a_subclassed_model():
         ({"dropout": 0.1, "layers": "("}, "layers", "a valid regular expression"),
         (
             {"dropout": 0.1, "layers": 3},
+            "layers",
+            "None, a regular expression, a list of layer names or a callable "
+            "`layer -> bool`",
+        ),
+        (
+            # A class is callable, but it is no predicate.
+            {"dropout": 0.1, "layers": keras.layers.Dense},
             "layers",
             "None, a regular expression, a list of layer names or a callable "
             "`layer -> bool`",
@@ -524,3 +534,18 @@ def test_inserted_layers_take_the_dtype_policy_of_the_layer_before():
     assert [layer.dtype_policy.name for layer in regularized.layers] == [
         "mixed_float16"
     ] * 4
+
+
+def test_a_layer_shared_by_two_nested_models_stays_shared():
+    shared = keras.layers.Dense(3, name="shared")
+    first = keras.Sequential([keras.Input((4,)), shared], name="first")
+    second = keras.Sequential([keras.Input((4,)), shared], name="second")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Add()([first(inputs), second(inputs)]))
+    regularized = keras_reg.regularize(model, kernel_regularizer=keras_reg.L2(0.1))
+    # One kernel and one bias, as in the original: the copies of `first` and
+    # `second` hold the same layer, so training moves one set of weights.
+    assert len(model.trainable_variables) == 2
+    assert len(regularized.trainable_variables) == 2
+    new_first, new_second = regularized.layers[1], regularized.layers[2]
+    assert new_first.layers[0] is new_second.layers[0]

@@ -24,13 +24,14 @@ class GracefulInterrupt:
     `install(model)` puts a SIGINT handler in place: the first Ctrl-C sets
     `requested` and `model.stop_training`, so `fit` ends after the running
     batch; a second one sets `aborted`, puts the previous handler back and
-    raises `KeyboardInterrupt` at once. `uninstall()` puts the previous
-    handler back; installing again while installed keeps the handler and
-    starts a new request.
+    raises `KeyboardInterrupt` at once, after calling `on_abort` (if given).
+    `uninstall()` puts the previous handler back; installing again while
+    installed keeps the handler and starts a new request.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, on_abort=None):
         self.name = name
+        self.on_abort = on_abort
         self.requested = False
         self.aborted = False
         self._model = None
@@ -61,6 +62,8 @@ class GracefulInterrupt:
             # A second Ctrl-C: the user does not want to wait for the batch.
             self.uninstall()
             self.aborted = True
+            if self.on_abort is not None:
+                self.on_abort()
             raise KeyboardInterrupt
         self.requested = True
         self._model.stop_training = True

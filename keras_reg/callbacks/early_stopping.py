@@ -165,7 +165,10 @@ class EarlyStopping(keras.callbacks.Callback):
         self.best_weights = None
         self.monitor_op = None
         self._weights = ModelWeights()
-        self._interrupt = GracefulInterrupt(self.__class__.__name__)
+        self._interrupt = GracefulInterrupt(
+            self.__class__.__name__,
+            on_abort=lambda: self._set_reason("interrupted", _messages.ABORTED),
+        )
         self._fit_model = None
         self._checkpoint = None
         self._reset()
@@ -181,6 +184,7 @@ class EarlyStopping(keras.callbacks.Callback):
         self._last_epoch = None
         self._first_epoch_seen = False
         self._training = False
+        self._interrupt.requested = self._interrupt.aborted = False
 
     def get_config(self) -> dict:
         config = {name: getattr(self, name) for name in _CONFIG_KEYS}
@@ -227,9 +231,7 @@ class EarlyStopping(keras.callbacks.Callback):
         if exc_type is None or not self._training:
             return False
         self._training = False
-        if self._interrupt.aborted:
-            self._set_reason("interrupted", _messages.ABORTED)
-        elif self.stop_reason is None:
+        if self.stop_reason is None:
             if issubclass(exc_type, KeyboardInterrupt):
                 self._set_reason("interrupted", _messages.INTERRUPTED)
             else:
