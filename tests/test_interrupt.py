@@ -155,6 +155,24 @@ def test_second_ctrl_c_interrupts_at_once_and_best_is_restored():
     assert_weights_equal(callback._fit_model.get_weights(), callback.best_weights)
 
 
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers exist only on the main thread",
+)
+def test_second_ctrl_c_without_the_context_manager_records_why():
+    previous = signal.getsignal(signal.SIGINT)
+    callback = EarlyStopping(
+        monitor="score", mode="min", patience=10, handle_interrupt=True
+    )
+    with pytest.raises(KeyboardInterrupt):
+        _sigint_fit(callback, times=2)
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert (callback.stop_reason, callback.stop_message) == (
+        "interrupted",
+        "training aborted by a second Ctrl-C",
+    )
+
+
 _main_thread_only = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
     reason="signal handlers exist only on the main thread",

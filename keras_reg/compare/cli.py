@@ -202,9 +202,9 @@ def _check_arguments(args):
         )
     if not 1 <= args.seeds <= 100:
         raise UsageError(f"--seeds must be an integer in [1, 100] (got {args.seeds})")
-    if not 0 <= args.seed <= 2**31 - 1 - args.seeds:
+    if not 0 <= args.seed <= 2**20 - args.seeds:
         raise UsageError(
-            f"--seed must be an integer in [0, 2**31 - 1 - seeds] (got {args.seed})"
+            f"--seed must be an integer in [0, 2**20 - seeds] (got {args.seed})"
         )
     if not 1 <= args.grid <= MAX_GRID:
         raise UsageError(

@@ -325,13 +325,16 @@ def load_npz_problem(path: str, task: str) -> Problem:
                     f"arrays: {_show(arrays.files)}"
                 )
             x, y = arrays["x"], arrays["y"]
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        # np.load gives an array, without `files`, for a .npy file.
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path!r} is not a readable .npz file: {e}") from None
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+    real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    if x.ndim != 2 or x.shape[1] < 1 or not real:
         raise DataError(
-            f"{path!r}: x must be a 2D numeric array (got {x.dtype} {x.shape})"
+            f"{path!r}: x must be a 2D array of real numbers with at least one "
+            f"column (got {x.dtype} {x.shape})"
         )
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{path!r}: y must be 1D with one value per row of x")

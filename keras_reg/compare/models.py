@@ -68,7 +68,9 @@ def _check(model, spec, output_size):
     if not any(_rebuild.has_kernel(layer) for layer in _rebuild.walk(model)):
         raise ModelError(f"{where} has no layer with a kernel to regularize")
     try:
-        keras_reg.regularize(model)
+        keras_reg.regularize(
+            model, kernel_regularizer="l2", dropout=0.5, batch_normalization=True
+        )
     except ValueError as e:
         raise ModelError(f"{where} cannot be rewritten: {_one_line(e)}") from None
 

@@ -123,7 +123,15 @@ def summarize(technique, runs, task, epochs, wall) -> dict:
                 "validation_mean": float(mean),
             }
         )
-    chosen = max(grid, key=lambda g: sign * g["validation_mean"])["strength"]
+    # A diverged strength (NaN) is never chosen.
+    chosen = max(
+        grid,
+        key=lambda g: (
+            sign * g["validation_mean"]
+            if math.isfinite(g["validation_mean"])
+            else -math.inf
+        ),
+    )["strength"]
     chosen_numbers = [numbers(r, task, epochs) for r in runs if r["strength"] == chosen]
     summary = {}
     for measure in MEASURES:

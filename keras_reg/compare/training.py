@@ -37,6 +37,9 @@ LEARNING_RATE = 1e-3
 # regression, the training R^2 (on the standardized target, MSE <= 1 - R^2).
 ACCURACY_THRESHOLD = 0.95
 R2_THRESHOLD = 0.9
+# The kernels `keras_reg.regularize` puts a penalty on (not RNNs' recurrent
+# kernels).
+_KERNEL_NAMES = frozenset({"kernel", "depthwise_kernel", "pointwise_kernel"})
 # Keras clips probabilities to [eps, 1 - eps] before taking logs.
 _EPSILON = 1e-7
 
@@ -99,7 +102,7 @@ def _kernel_weights(model):
         [
             keras.ops.convert_to_numpy(v).astype("float64").ravel()
             for v in model.weights
-            if v.name.endswith("kernel")
+            if v.name in _KERNEL_NAMES
         ]
     )
 
@@ -125,6 +128,8 @@ class Group:
             for seed in settings.seeds:
                 base, optimizer = build(seed)
                 kwargs = technique.regularize_kwargs(value)
+                # Distinct Dropout seeds per compare seed (at most 1,000
+                # Dropout layers per model).
                 tower = keras_reg.regularize(base, seed=seed * 1000, **kwargs)
                 tower.name = f"tower_{len(self.towers)}"
                 self.towers.append((value, seed, tower))
@@ -161,7 +166,11 @@ class Group:
                 y_true, y_pred, from_logits=not self.probabilities
             )
         else:
-            per_tower = keras.ops.square(y_true - y_pred[..., 0])
+            # Keras's loss wrapper has already squeezed the units axis of
+            # size 1 (y_pred one rank above y_true); squeeze only if not.
+            if len(y_pred.shape) == len(y_true.shape) + 1:
+                y_pred = y_pred[..., 0]
+            per_tower = keras.ops.square(y_true - y_pred)
         return keras.ops.sum(per_tower, axis=-1)
 
     def _watchers(self, values):

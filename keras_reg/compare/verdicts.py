@@ -8,8 +8,9 @@ over the n seeds:
 - the effect is the mean difference, shown with a 95% Student-t interval
   (mean +/- t(0.975, n - 1) * sd / sqrt(n));
 - the two-sided paired t-test gives a p-value for "no difference" (all
-  differences equal: p = 1 if they are 0, else 0), and the p-values of the
-  claims judged in one run are adjusted with Holm-Bonferroni;
+  differences equal: the exact sign-flip test's, 1 if they are 0, else
+  2 ** (1 - n); a NaN difference: 1), and the p-values of the claims judged
+  in one run are adjusted with Holm-Bonferroni;
 - "holds" when the adjusted p-value is below 5% and the mean difference
   goes the claimed way; "does not hold" when it is below 5% and goes the
   other way (the interval at the adjusted level then excludes the claimed
@@ -92,12 +93,17 @@ def interval(values):
 
 
 def paired_p_value(differences):
-    """Two-sided p-value of the paired t-test that the mean difference is 0."""
+    """Two-sided p-value of the paired t-test that the mean difference is 0.
+
+    Where all differences are equal the t statistic is undefined; the
+    p-value is then the exact sign-flip test's: 1 if they are 0, else
+    2 ** (1 - n) (no ordering of n equal signs is rarer). NaN gives 1.
+    """
     d = np.asarray(differences, dtype="float64")
-    if len(d) < 2:
+    if len(d) < 2 or not np.all(np.isfinite(d)):
         return 1.0
     if np.all(d == d[0]):
-        return 1.0 if d[0] == 0 else 0.0
+        return 1.0 if d[0] == 0 else 2.0 ** (1 - len(d))
     t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
     return float(2 * stats.t.sf(abs(t), len(d) - 1))
 
