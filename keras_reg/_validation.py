@@ -22,36 +22,28 @@ def invalid_argument(name, expected, value):
     )
 
 
+def _is_bool(value):
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
 def is_real(value):
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and (type(value).__name__ != "bool_")
-    )
+    return isinstance(value, numbers.Real) and not _is_bool(value)
 
 
 def is_integral(value):
-    return (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and (type(value).__name__ != "bool_")
-    )
-
-
-def _interval(low, high, low_open, high_open):
-    if high is None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    if low is None:
-        return f"{'<' if high_open else '<='} {high:g}"
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
-    return f"in {left}{low:g}, {high:g}{right}"
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def _expected(kind, low, high, low_open, high_open):
     if low is None and high is None:
         return "a finite float" if kind == "a float" else kind
-    return f"{kind} {_interval(low, high, low_open, high_open)}"
+    if high is None:
+        return f"{kind} {'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{kind} {'<' if high_open else '<='} {high:g}"
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"{kind} in {left}{low:g}, {high:g}{right}"
 
 
 def check_float(
@@ -95,20 +87,15 @@ def check_int(name, value, *, low=None, high=None, expected=None):
 
 def check_bool(name, value):
     """Returns `value` as a Python bool; only real booleans are accepted."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if _is_bool(value):
         return bool(value)
     raise invalid_argument(name, "a bool", value)
 
 
-def check_str(name, value, *, choices=None):
-    """Returns `value`, a string, optionally one of `choices`."""
-    if choices is None:
-        if not isinstance(value, str) or not value:
-            raise invalid_argument(name, "a non-empty string", value)
-        return value
-    if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(f'"{choice}"' for choice in choices)
-        raise invalid_argument(name, f"one of {listed}", value)
+def check_str(name, value):
+    """Returns `value`, a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise invalid_argument(name, "a non-empty string", value)
     return value
 
 

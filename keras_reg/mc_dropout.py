@@ -123,13 +123,10 @@ def mc_predict(
 
     With a `seed`, the result is repeatable: the same seed, data,
     `batch_size` and model give the same masks in any process, on any
-    backend, and after a `.keras` save and load. The masks depend on the
-    seed, on the batch index and sample index, and on the order in which the
-    model calls its dropout-family layers; not on the layers' own seeds.
-    Without a seed, one is drawn from Python's `random` module, which
-    `keras.utils.set_random_seed` seeds.
-
-    The model is called eagerly, batch by batch.
+    backend, and after a `.keras` save and load (the layers' own seeds play
+    no part). Without a seed, one is drawn from Python's `random` module,
+    which `keras.utils.set_random_seed` seeds. The model is called eagerly,
+    batch by batch.
 
     Args:
         model: a Keras model (or layer) containing keras_reg dropout-family
@@ -208,8 +205,7 @@ def mc_predict(
                 )
                 if first is None:
                     first = outputs
-                    total = keras.tree.map_structure(np.zeros_like, outputs)
-                    total_sq = keras.tree.map_structure(np.zeros_like, outputs)
+                    total = total_sq = keras.tree.map_structure(np.zeros_like, outputs)
                 diff = keras.tree.map_structure(np.subtract, outputs, first)
                 total = keras.tree.map_structure(np.add, total, diff)
                 total_sq = keras.tree.map_structure(

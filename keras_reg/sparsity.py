@@ -4,15 +4,15 @@ import keras
 import numpy as np
 
 _COLUMNS = (
-    ("variable", "{}"),
-    ("shape", "{}"),
-    ("size", "{:d}"),
-    ("zeros", "{:d}"),
-    ("zero %", "{:.2f}"),
-    ("L1 norm", "{:.4g}"),
-    ("L2 norm", "{:.4g}"),
-    ("penalty", "{}"),
-    ("dead units", "{}"),
+    "variable",
+    "shape",
+    "size",
+    "zeros",
+    "zero %",
+    "L1 norm",
+    "L2 norm",
+    "penalty",
+    "dead units",
 )
 
 
@@ -62,56 +62,42 @@ def _total(entries):
     }
 
 
+def _counts(entry):
+    return [
+        str(entry["size"]),
+        str(entry["zeros"]),
+        f"{100 * entry['zero_fraction']:.2f}",
+    ]
+
+
 def _format_table(report):
-    rows = []
+    cells = [list(_COLUMNS)]
     for path, entry in report["variables"].items():
-        dead = entry["dead_units"]
-        rows.append(
-            (
+        penalty, dead = entry["penalty"], entry["dead_units"]
+        cells.append(
+            [
                 path,
                 "x".join(str(dim) for dim in entry["shape"]) or "scalar",
-                entry["size"],
-                entry["zeros"],
-                100.0 * entry["zero_fraction"],
-                entry["l1_norm"],
-                entry["l2_norm"],
-                "-" if entry["penalty"] is None else f"{entry['penalty']:.4g}",
+                *_counts(entry),
+                f"{entry['l1_norm']:.4g}",
+                f"{entry['l2_norm']:.4g}",
+                "-" if penalty is None else f"{penalty:.4g}",
                 "-" if dead is None else f"{len(dead)}/{entry['units']}",
-            )
+            ]
         )
     for name in ("kernels", "total"):
         total = report[name]
-        rows.append(
-            (
-                f"[{name}]",
-                "",
-                total["size"],
-                total["zeros"],
-                100.0 * total["zero_fraction"],
-                float("nan"),
-                float("nan"),
-                f"{total['penalty']:.4g}",
-                "",
-            )
-        )
-    cells = [[title for title, _ in _COLUMNS]]
-    for row in rows:
-        formatted = []
-        for value, (_, template) in zip(row, _COLUMNS, strict=True):
-            text = template.format(value)
-            formatted.append("" if text == "nan" else text)
-        cells.append(formatted)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
-    lines = []
-    for index, row in enumerate(cells):
-        lines.append(
-            "  ".join(
-                cell.ljust(width) if column == 0 else cell.rjust(width)
-                for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
-        if index == 0:
-            lines.append("-" * len(lines[0]))
+        penalty = f"{total['penalty']:.4g}"
+        cells.append([f"[{name}]", "", *_counts(total), "", "", penalty, ""])
+    widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if column == 0 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 

@@ -54,6 +54,12 @@ def _builders():
             _sequential((4, 4, 3), layers.SpatialDropout2D(0.5, seed=1), *_flat_head()),
             (4, 4, 3),
         ),
+        "DropBlock2D": lambda: (
+            _sequential(
+                (6, 6, 3), layers.DropBlock2D(0.2, block_size=3, seed=1), *_flat_head()
+            ),
+            (6, 6, 3),
+        ),
         "SpatialDropout3D": lambda: (
             _sequential(
                 (2, 3, 3, 2), layers.SpatialDropout3D(0.5, seed=1), *_flat_head()

@@ -1,15 +1,9 @@
 """Backend fast paths, and the one switch that turns them all off.
 
-Every keras_reg object has a portable implementation written on `keras.ops`.
-Where a backend has a measured faster route to the same numbers, that route
-lives in this package, one module per fast path, named after the backend and
-the job (`torch_masks`, `tensorflow_batch_norm`, ...). Library code asks
-`fast_path(name)` for a module and falls back to the portable path when it
-gets None.
-
-`portable_only()` makes `fast_path` return None everywhere: tests use it to
-check that the fast and portable paths give the same numbers, and it is the
-only switch they flip.
+A fast path is a backend's measured faster route to the numbers of the
+portable `keras.ops` code, in one module per job named `<backend>_<job>`
+(`torch_masks`, ...). `portable_only()` switches them all off: tests use it
+to compare the two paths (docs/internals.md).
 """
 
 import contextlib

@@ -1,13 +1,8 @@
 """BatchNormalization's TensorFlow fast path, for channels-last float32 inputs.
 
 Training runs the fused batch norm kernel; inference inside a graph runs the
-portable formula compiled by XLA into one pass over the input, where the
-graph would make two. Each returns None where it does not apply, and the
-layer then runs the portable path: channels-first inputs (the fused kernel's
-NCHW variant measured slower than the portable path on CPU), other dtypes,
-eager inference (XLA would retrace for every shape) and inputs with a
-dimension other than the batch unknown while tracing (XLA would compile for
-every size, see `_xla`).
+portable formula compiled by XLA. Each returns None where it does not apply
+(docs/internals.md lists where), and the layer then runs the portable path.
 """
 
 import tensorflow as tf

@@ -1,9 +1,7 @@
 """TensorFlow fast path for dropout masks: one XLA-compiled function.
 
-Keras does not XLA-compile TensorFlow training on CPU, so the portable mask
-would run as a score of small graph kernels. Compiled, the keys, hash and
-multiplier (`0` or `1 / (1 - rate)`) are one kernel, and the graph adds one
-multiplication.
+The keys, hash and multiplier compiled as one kernel, in place of a score of
+small graph kernels (docs/internals.md).
 """
 
 import functools

@@ -1,10 +1,8 @@
 """BatchNormalization's torch fast path, for the last axis or axis 1.
 
-Training runs torch's native batch norm. Inference is `x * a + c` with
-per-channel `a = gamma / sqrt(variance + epsilon)` and `c = beta - mean * a`
-in one fused multiply-add pass (`torch.addcmul`), which measured faster on CPU
-than the native kernel's inference mode. Each returns None where it does not
-apply, and the layer then runs the portable path.
+Training runs torch's native batch norm; inference is one fused multiply-add
+pass, which measured faster on CPU than the native kernel's. Each returns
+None where it does not apply, and the layer then runs the portable path.
 """
 
 import math

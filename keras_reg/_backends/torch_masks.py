@@ -1,19 +1,9 @@
 """PyTorch fast path for dropout masks, for CPU tensors.
 
-Where the package's C extension `_torch_masks` was built, float32 tensors
-masked elementwise (Dropout without a noise shape, DropConnect) are served by
-its two kernels: one hashes the words and packs the mask one bit per element,
-the other multiplies each element by `1 / (1 - rate)` or 0 in one pass,
-forward and backward, so the mask costs an eighth of a byte per element
-between the passes. Built with OpenMP, they run on torch's intra-op threads
-where they share torch's OpenMP runtime.
-
-Other float CPU tensors, and all of them without the extension, get their
-multiplier from NumPy, on one thread, which torch multiplies. As torch
-kernels the mask is some twenty operations, each split over torch's threads
-and waiting for all of them: on cores shared with other work that made it
-slower than Keras's own dropout. Tensors on other devices, and float64 ones,
-take the portable path.
+float32 tensors masked elementwise go to the C extension `_torch_masks` where
+it was built; other float CPU tensors get their multiplier from NumPy, on one
+thread; float64 and non-CPU tensors take the portable path. docs/internals.md
+says why.
 """
 
 import ctypes

@@ -1,15 +1,7 @@
 """PyTorch fast path for keras_reg.regularizers: penalties and soft-thresholding.
 
-Eager torch runs one kernel per op, so a penalty costs as many passes over the
-weights as it has ops. Keras's L1L2 makes about nine (abs, sum, square, sum
-forward; sign and products per term, and their sum, backward); the elastic
-net here makes five: a sign and two dot products forward, a scale and an
-in-place fused multiply-add backward. L2 alone makes two: a dot product and a
-scale. L1 alone has nothing to gain (three passes against Keras's four
-measured the same), so it stays on the portable path.
-
-The portable paths in keras_reg.regularizers give the same numbers (tested
-under `keras_reg._backends.portable_only()`).
+Fewer passes over the weights than the portable path, with the same numbers
+(tested under `keras_reg._backends.portable_only()`); docs/internals.md.
 """
 
 import torch

@@ -3,14 +3,8 @@
 `BestCheckpoint` keeps two files: the best weights (`path`, a `.weights.h5`
 file tagged with its epoch) and the watching callback's progress beside it
 (`path + ".state.json"`). Both are written atomically, only by the chief
-process under distributed training.
-
-A file is written under a temporary name in the destination's own folder,
-flushed and fsynced, then moved over the destination with `os.replace`, which
-is atomic on POSIX and Windows. A process killed at any moment therefore
-leaves either the previous complete file or the new complete file, never a
-torn one. The folder is fsynced too so that the rename itself survives a
-power loss.
+process under distributed training: a process killed at any moment leaves
+the previous complete file or the new one, never a torn one.
 """
 
 import contextlib
@@ -25,12 +19,6 @@ import numpy as np
 # Stored in the weights file's root attributes so that a resumed run can tell
 # which epoch the file holds, even if it was killed between two writes.
 EPOCH_ATTRIBUTE = "keras_reg_best_epoch"
-
-
-def _fsync_path(path):
-    with open(path, "rb+") as handle:
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _fsync_folder(folder):
@@ -48,28 +36,25 @@ def _fsync_folder(folder):
         os.close(descriptor)
 
 
-def _temporary_name(path, suffix):
+@contextlib.contextmanager
+def _atomic_file(path, suffix):
+    """Yields a temporary name beside `path`; moves it over `path` on success.
+
+    The body writes the temporary file; it is then fsynced and renamed over
+    `path` with `os.replace`, atomic on POSIX and Windows, and the folder is
+    fsynced so that the rename survives a power loss. On any error, or an
+    interrupt, the temporary file is removed and `path` keeps its content.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix
     )
     os.close(descriptor)
-    return folder, temporary
-
-
-@contextlib.contextmanager
-def _atomic_file(path, suffix):
-    """Yields a temporary name beside `path`; moves it over `path` on success.
-
-    The body writes the temporary file; it is then fsynced and renamed over
-    `path`. On any error, or an interrupt, the temporary file is removed and
-    `path` keeps its previous content.
-    """
-    folder, temporary = _temporary_name(path, suffix)
     try:
         yield temporary
-        _fsync_path(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -32,10 +32,13 @@ class GracefulInterrupt:
     def __init__(self, name: str, on_abort=None):
         self.name = name
         self.on_abort = on_abort
-        self.requested = False
-        self.aborted = False
         self._model = None
         self._previous = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets any Ctrl-C received so far."""
+        self.requested = self.aborted = False
 
     @property
     def installed(self) -> bool:
@@ -43,8 +46,7 @@ class GracefulInterrupt:
 
     def install(self, model) -> None:
         self._model = model
-        self.requested = False
-        self.aborted = False
+        self.reset()
         if self.installed or not _can_handle_sigint():
             return
         self._previous = signal.getsignal(signal.SIGINT)

@@ -35,10 +35,8 @@ _LOWER_IS_BETTER = frozenset(
 # direction (keras.src.trainers.compile_utils, not public).
 _METRIC_CONTAINERS = frozenset({"CompileMetrics", "MetricsList"})
 
-# The public metric classes that Keras 3.15.1 marks, with a private attribute,
-# as going up or down; their subclasses go the same way. Keras's auto mode
-# reads that attribute; this table gives the same answers through public
-# names (tests/test_early_stopping.py checks it against Keras).
+# The public metric classes that Keras 3.15.1 marks as going up or down; their
+# subclasses go the same way (tests/test_early_stopping.py checks the tables).
 _METRICS_GOING_UP = (
     "AUC",
     "Accuracy",

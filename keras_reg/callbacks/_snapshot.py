@@ -1,44 +1,33 @@
 """A preallocated host copy of a model's weights, refreshed in place.
 
-Keras's EarlyStopping calls `model.get_weights()` at every improvement: a
-fresh set of NumPy arrays built while the previous set is still alive, so
-peak memory reaches about twice the weights and every improvement pays for an
-allocation. `WeightSnapshot` allocates its buffers once and copies into them.
+Keras's EarlyStopping allocates a fresh `model.get_weights()` at every
+improvement while the previous one is alive: about twice the weights.
 """
 
 import keras
 import numpy as np
 
 
-def _host_view_portable(variable):
-    return keras.ops.convert_to_numpy(variable)
-
-
-def _host_view_fast(variable):
-    # On CPU each backend can expose a variable's memory to NumPy without a
-    # copy, so refreshing the snapshot moves each byte once. On an
-    # accelerator these calls copy to the host, which is still one transfer.
-    backend = keras.backend.backend()
-    value = variable.value
-    if backend == "tensorflow":
-        return np.asarray(value.read_value())
-    if backend == "jax":
-        return np.asarray(value)
-    if backend == "torch":
-        return value.detach().cpu().numpy()
-    return _host_view_portable(variable)
-
-
 def host_view(variable, *, fast=True):
-    """Returns `variable`'s value as a NumPy array, without a copy if it can."""
-    if fast:
-        try:
-            return _host_view_fast(variable)
-        except (TypeError, ValueError, RuntimeError, AttributeError):
-            # bfloat16 and other dtypes NumPy cannot view take the portable
-            # path, which converts.
-            pass
-    return _host_view_portable(variable)
+    """Returns `variable`'s value as a NumPy array, without a copy if it can.
+
+    On CPU each backend can expose a variable's memory to NumPy without a
+    copy, so refreshing a snapshot moves each byte once. On an accelerator
+    these calls copy to the host, which is still one transfer.
+    """
+    backend = keras.backend.backend() if fast else None
+    try:
+        if backend == "tensorflow":
+            return np.asarray(variable.value.read_value())
+        if backend == "jax":
+            return np.asarray(variable.value)
+        if backend == "torch":
+            return variable.value.detach().cpu().numpy()
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        # bfloat16 and other dtypes NumPy cannot view take the portable path,
+        # which converts.
+        pass
+    return keras.ops.convert_to_numpy(variable)
 
 
 # Restoring in slices of at most this many bytes keeps TensorFlow from
@@ -46,35 +35,30 @@ def host_view(variable, *, fast=True):
 _RESTORE_CHUNK_BYTES = 4 * 1024 * 1024
 
 
-def _restore_fast(variable, buffer):
-    # Each backend can write into the variable's own memory, where
-    # `assign` first converts the whole buffer into a new tensor: peak memory
-    # would then grow by the largest variable (TensorFlow keeps that memory).
-    backend = keras.backend.backend()
-    value = variable.value
-    if backend == "torch":
-        import torch
-
-        with torch.no_grad():
-            value.copy_(torch.from_numpy(buffer))
-        return
-    if backend == "tensorflow" and buffer.ndim >= 1 and buffer.nbytes:
-        rows = max(1, _RESTORE_CHUNK_BYTES * buffer.shape[0] // buffer.nbytes)
-        if rows < buffer.shape[0]:
-            for start in range(0, buffer.shape[0], rows):
-                value[start : start + rows].assign(buffer[start : start + rows])
-            return
-    variable.assign(buffer)
-
-
 def restore_into(variable, buffer, *, fast=True):
-    """Writes `buffer` into `variable`, in place where the backend allows."""
-    if fast:
-        try:
-            _restore_fast(variable, buffer)
+    """Writes `buffer` into `variable`, in place where the backend allows.
+
+    Each backend can write into the variable's own memory, where `assign`
+    first converts the whole buffer into a new tensor: peak memory would then
+    grow by the largest variable (TensorFlow keeps that memory).
+    """
+    backend = keras.backend.backend() if fast else None
+    try:
+        if backend == "torch":
+            import torch
+
+            with torch.no_grad():
+                variable.value.copy_(torch.from_numpy(buffer))
             return
-        except (TypeError, ValueError, RuntimeError, AttributeError):
-            pass
+        if backend == "tensorflow" and buffer.ndim >= 1 and buffer.nbytes:
+            rows = max(1, _RESTORE_CHUNK_BYTES * buffer.shape[0] // buffer.nbytes)
+            if rows < buffer.shape[0]:
+                for start in range(0, buffer.shape[0], rows):
+                    end = start + rows
+                    variable.value[start:end].assign(buffer[start:end])
+                return
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        pass
     variable.assign(buffer)
 
 
@@ -92,14 +76,12 @@ class WeightSnapshot:
 
     def matches(self, variables):
         """Whether the buffers fit `variables` (same count, shapes, dtypes)."""
-        if len(variables) != len(self.buffers):
-            return False
-        for variable, buffer, dtype in zip(
-            variables, self.buffers, self._dtypes, strict=True
-        ):
-            if tuple(variable.shape) != buffer.shape or str(variable.dtype) != dtype:
-                return False
-        return True
+        return len(variables) == len(self.buffers) and all(
+            tuple(variable.shape) == buffer.shape and str(variable.dtype) == dtype
+            for variable, buffer, dtype in zip(
+                variables, self.buffers, self._dtypes, strict=True
+            )
+        )
 
     def capture(self, variables):
         """Copies the current values of `variables` into the buffers."""

@@ -41,10 +41,8 @@ class EarlyStopping(keras.callbacks.Callback):
     restores and prints exactly as Keras's does. `best_weights` may be
     assigned; whatever it holds at the end of training is what
     `restore_best_weights` puts back. Any object with `get_weights()`,
-    `set_weights()` and `stop_training` can be the model. For a Keras model
-    the best weights are kept in one preallocated copy of all weights,
-    refreshed in place (`best_weights` holds its arrays, which the next
-    improvement overwrites): about 1x the weights in memory, not Keras's 2x.
+    `set_weights()` and `stop_training` can be the model; for a Keras model,
+    `best_weights` holds one reused copy that the next improvement overwrites.
 
     Beyond Keras, only where asked (docs/early_stopping.md tells more): other
     reasons to stop (`check_finite`, `stopping_threshold`,
@@ -184,7 +182,7 @@ class EarlyStopping(keras.callbacks.Callback):
         self._last_epoch = None
         self._first_epoch_seen = False
         self._training = False
-        self._interrupt.requested = self._interrupt.aborted = False
+        self._interrupt.reset()
 
     def get_config(self) -> dict:
         config = {name: getattr(self, name) for name in _CONFIG_KEYS}
@@ -394,11 +392,9 @@ class EarlyStopping(keras.callbacks.Callback):
         monitor_value = logs.get(self.monitor)
         if monitor_value is None:
             warnings.warn(
-                (
-                    f"Early stopping conditioned on metric `{self.monitor}` "
-                    "which is not available. "
-                    f"Available metrics are: {','.join(list(logs.keys()))}"
-                ),
+                f"Early stopping conditioned on metric `{self.monitor}` "
+                "which is not available. "
+                f"Available metrics are: {','.join(logs)}",
                 stacklevel=2,
             )
         return monitor_value

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
             "seeds (each seed varies the train/validation split, initial "
             "weights, shuffling and dropout masks), try each technique's "
             "strength on a small grid chosen on validation data, print a table "
-            "(means and 95%% intervals over the seeds, on the fixed test split) "
+            "(means and 95% intervals over the seeds, on the fixed test split) "
             "and a verdict on each technique's usual claim (paired against the "
             "baseline, Holm-corrected: holds, does not hold or inconclusive), "
             "and write results.json, results.csv and results.png. Without "

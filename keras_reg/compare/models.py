@@ -59,6 +59,11 @@ def _check(model, spec, output_size):
             f"{where} returned a subclassed model; compare needs a Sequential or "
             "functional model, whose layers keras_reg.regularize can rewrite"
         )
+    if not model.built or not model.inputs:
+        raise ModelError(
+            f"{where} returned a model without a defined input; start it with "
+            "keras.Input(shape=input_shape)"
+        )
     if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (output_size,):
         shapes = [tuple(o.shape) for o in model.outputs]
         raise ModelError(

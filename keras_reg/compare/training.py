@@ -272,11 +272,12 @@ class Group:
             x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
             predictions = keras.ops.convert_to_numpy(tower(x, training=False))
             parts[part] = self._measure(predictions.astype("float64"), y)
+            metric = parts[part].pop("metric")
             if self.classification:
-                parts[part]["accuracy"] = parts[part]["metric"]
+                parts[part]["accuracy"] = metric
             else:
                 std = split.target_std
-                parts[part]["mse"] = parts[part]["metric"] * std**2
+                parts[part]["mse"] = metric * std**2
                 parts[part]["mae"] = float(np.mean(np.abs(predictions[:, 0] - y)) * std)
         history = self.history[index]
         epochs = self.settings.epochs

@@ -86,12 +86,10 @@ class BatchNormalization(keras.layers.Layer):
         renorm_momentum: Float in [0, 1], momentum of the renorm moving mean
             and standard deviation.
         synchronized: Bool (or 0 or 1). If True, compute the training
-            statistics over the global batch of a distributed step. On
-            TensorFlow the sums are all-reduced across the replicas of a
-            `tf.distribute` strategy (on one replica this equals `False`).
-            On JAX, `keras.distribution` runs one program over the global
-            batch, so statistics are global whether or not this is set.
-            Other backends raise ValueError for True.
+            statistics over the global batch of a distributed step: across
+            the replicas of a `tf.distribute` strategy on TensorFlow. On JAX,
+            under `keras.distribution`, they are global whether or not this
+            is set. Other backends raise ValueError for True.
         virtual_batch_size: None, or an int >= 1: ghost batch normalization.
             In training, the batch is split into `batch // virtual_batch_size`
             virtual batches, normalized with their own statistics, and the
@@ -248,9 +246,8 @@ class BatchNormalization(keras.layers.Layer):
         # float16 the squares of inputs above ~256 overflow.
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         compute_dtype = "float64" if input_dtype == "float64" else "float32"
-        # No-op casts are skipped: on eager torch the per-call Python overhead
-        # is measurable beside small kernels. The conversion still moves a
-        # torch tensor to the layer's device, as Keras's layer does.
+        # No-op casts are skipped (eager torch overhead); the conversion still
+        # moves a torch tensor to the layer's device, as Keras's layer does.
         if input_dtype == compute_dtype:
             x = ops.convert_to_tensor(inputs)
         else:

@@ -133,15 +133,12 @@ class DropConnect(DropoutFamilyLayer):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "layer": keras.saving.serialize_keras_object(self.layer),
-                "rate": self.rate,
-                "seed": self.seed,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "rate": self.rate,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_config(cls, config):

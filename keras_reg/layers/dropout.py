@@ -28,11 +28,10 @@ def check_noise_shape(noise_shape):
             "an iterable of integers (e.g., a tuple or list)",
             noise_shape,
         ) from None
-    for entry in entries:
-        if entry is not None and not _validation.is_integral(entry):
-            raise invalid_argument(
-                "noise_shape", "all elements to be integers or None", noise_shape
-            )
+    if not all(entry is None or _validation.is_integral(entry) for entry in entries):
+        raise invalid_argument(
+            "noise_shape", "all elements to be integers or None", noise_shape
+        )
     if any(entry is not None and entry <= 0 for entry in entries):
         raise invalid_argument(
             "noise_shape",
@@ -67,14 +66,11 @@ class Dropout(DropoutFamilyLayer):
     the outputs equals the sum of the inputs. At inference the layer is the
     identity. `rate=1` drops everything and returns zeros.
 
-    Masks are drawn with at most 16 random bits per element, as few as the
-    rate needs (1 at rate 0.5), compared against an integer threshold, so the
-    effective drop probability is `round(rate * 2**16) / 2**16`, within
-    `2**-17` of `rate`. The random state
-    is a `keras.random.SeedGenerator`, advanced once per training call and
-    saved in `.keras` files: with a `seed`, two fresh processes draw the same
-    masks, on any backend, and a reloaded model continues the sequence of
-    masks where the saved one stopped.
+    The effective drop probability is `round(rate * 2**16) / 2**16`, within
+    `2**-17` of `rate` (docs/internals.md tells how masks are drawn). With a
+    `seed`, two fresh processes draw the same masks on any backend, and the
+    random state is saved in `.keras` files: a reloaded model continues the
+    sequence of masks where the saved one stopped.
 
     Inside `keras_reg.mc_predict`, the layer drops units even though the
     model runs with `training=False`.

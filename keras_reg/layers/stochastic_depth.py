@@ -86,6 +86,4 @@ class StochasticDepth(DropoutFamilyLayer):
         return tuple(input_shape[0])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"rate": self.rate, "seed": self.seed})
-        return config
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

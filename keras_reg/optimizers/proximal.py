@@ -1,17 +1,8 @@
 """Proximal: wraps any Keras optimizer and applies proximal regularizers.
 
-A proximal regularizer (`L1`, `ElasticNet` or `GroupLasso` with
-`proximal=True`) adds its value to the loss but no gradient: its L1 part is
-this optimizer's proximal step, so its gradient raises a ValueError unless a
-Proximal vouches for it (`vouched_for`, asked in the backward pass). A
-Proximal vouches only through the optimizer methods Keras calls, never by
-looking at the call stack: `build(var_list)` claims the proximal regularizers
-of the variables it is built with; once `fit` drives it (its `scale_loss`,
-which Keras's trainers call right before differentiating), it vouches only
-from `scale_loss` to the end of its `apply`, step by step; a Proximal not yet
-built vouches within the step it drives (TensorFlow's `fit` builds it in its
-first `apply`). docs/regularizers.md gives the consequences, `mixed_float16`
-included. Claims are weak references both ways and never part of a config.
+A proximal regularizer's gradient raises unless a Proximal vouches for it
+(`vouched_for`); docs/regularizers.md ("How a missing wrapper is caught")
+says when one does. Claims are weak references and never part of a config.
 """
 
 import weakref
@@ -22,9 +13,8 @@ from keras import ops
 from keras_reg import _validation
 from keras_reg._api import register
 
-# The state behind `vouched_for`, described in the module docstring: which
-# Proximal optimizers claimed each proximal regularizer, which ones `fit`
-# drives, and which ones are within a step.
+# The state behind `vouched_for`: which Proximal optimizers claimed each
+# proximal regularizer, which ones `fit` drives, which ones are within a step.
 _CLAIMS = weakref.WeakKeyDictionary()
 _DRIVEN_BY_FIT = weakref.WeakSet()
 _IN_STEP = weakref.WeakSet()
@@ -32,6 +22,8 @@ _IN_STEP = weakref.WeakSet()
 
 def vouched_for(regularizer) -> bool:
     """Whether a `Proximal` optimizer will apply `regularizer`'s proximal step."""
+    # One not yet built vouches within the step it drives (TensorFlow's `fit`
+    # builds it in its first `apply`).
     if any(not optimizer.built for optimizer in _IN_STEP):
         return True
     return any(
@@ -193,8 +185,7 @@ class Proximal(keras.optimizers.Optimizer):
                 )
             variables = self._built_with.variables
         else:
-            trainable_variables = list(trainable_variables)
-            variables = trainable_variables
+            variables = trainable_variables = list(trainable_variables)
             if not self.built:
                 with keras.name_scope(self.name, caller=self):
                     self.build(trainable_variables)

@@ -6,14 +6,9 @@ with keras_reg's classes behind Keras's names (`l1`, `l2`, `l1_l2`, `get`,
 `serialize`, `deserialize`); `Regularizer` and `OrthogonalRegularizer` are
 Keras's own.
 
-With `proximal=True`, the L1 part (and GroupLasso's whole penalty) is not
-followed by its subgradient, which makes weights oscillate around zero without
-ever reaching it. Instead `keras_reg.optimizers.Proximal` applies the proximal
-(soft-thresholding) step right after each optimizer update, which sets weights
-exactly to zero. The penalty value still counts in the reported loss so that
-losses stay comparable; its gradient is zero, and taking it raises a
-ValueError unless a `Proximal` optimizer will apply the step (the mechanism is
-described in keras_reg.optimizers.proximal).
+With `proximal=True`, `keras_reg.optimizers.Proximal` applies the L1 part (and
+GroupLasso's whole penalty) as a proximal step after each update, which sets
+weights exactly to zero: see docs/regularizers.md.
 """
 
 import keras

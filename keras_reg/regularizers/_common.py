@@ -27,8 +27,7 @@ def as_float_tensor(x):
 
 
 def check_factor(name, value, default):
-    if value is None:
-        value = default
+    value = default if value is None else value
     return _validation.check_float(
         name, value, low=0.0, expected="a non-negative float"
     )
@@ -50,11 +49,8 @@ def missing_proximal_optimizer_error(regularizer):
 def value_without_gradient(regularizer, penalty_fn, x):
     """Returns `penalty_fn(x)`, whose gradient is zero.
 
-    Taking that gradient means training, and training without a
-    `keras_reg.optimizers.Proximal` to apply the proximal step would drop the
-    penalty silently: the gradient raises unless a Proximal vouches for
-    `regularizer` (see keras_reg.optimizers.proximal). The value alone
-    (evaluation, `model.losses`) never raises.
+    The gradient raises unless a Proximal vouches for `regularizer`: without
+    one, training would drop the penalty silently. The value never raises.
     """
 
     def check():

@@ -12,21 +12,17 @@ from keras_reg.regularizers import _common
 
 def _check_axis(axis):
     expected = "an int or a non-empty tuple of distinct ints"
-    if isinstance(axis, list):
-        axis = tuple(axis)
-    if isinstance(axis, tuple):
-        if not axis:
+    if not isinstance(axis, (list, tuple)):
+        if not _validation.is_integral(axis):
             raise _validation.invalid_argument("axis", expected, axis)
-        for item in axis:
-            if not _validation.is_integral(item):
-                raise _validation.invalid_argument("axis", expected, axis)
-        axis = tuple(int(item) for item in axis)
-        if len(set(axis)) != len(axis):
-            raise _validation.invalid_argument("axis", expected, axis)
-        return axis
-    if not _validation.is_integral(axis):
+        return int(axis)
+    axis = tuple(axis)
+    if not axis or not all(_validation.is_integral(item) for item in axis):
         raise _validation.invalid_argument("axis", expected, axis)
-    return int(axis)
+    axis = tuple(int(item) for item in axis)
+    if len(set(axis)) != len(axis):
+        raise _validation.invalid_argument("axis", expected, axis)
+    return axis
 
 
 @register

@@ -1,9 +1,4 @@
-"""Drop-in L1, L2 and ElasticNet (L1L2) weight penalties, L1 optionally proximal.
-
-`L1`, `L2` and `ElasticNet` (alias `L1L2`) compute the same penalties as
-Keras's `keras.regularizers.L1`, `L2` and `L1L2`, take the same arguments and
-write the same config keys, so one can replace the other line for line.
-"""
+"""Drop-in L1, L2 and ElasticNet (L1L2) weight penalties, L1 optionally proximal."""
 
 import keras
 from keras import ops
@@ -34,9 +29,7 @@ def _penalty(regularizer, x, l1, l2, proximal=False):
         terms.append(ops.multiply(l2, ops.sum(ops.square(x))))
     if not terms:
         return ops.zeros((), dtype=x.dtype)
-    if len(terms) == 1:
-        return terms[0]
-    return ops.add(terms[0], terms[1])
+    return terms[0] if len(terms) == 1 else ops.add(*terms)
 
 
 @register
