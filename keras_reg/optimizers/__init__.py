@@ -1,7 +1,9 @@
-"""Optimizers: `Proximal`, which applies proximal regularizers' steps."""
+"""Optimizers: `Proximal`, which applies proximal regularizers' steps, and `SAM`."""
 
 from keras_reg.optimizers.proximal import Proximal
+from keras_reg.optimizers.sam import SAM
 
 __all__ = [
     "Proximal",
+    "SAM",
 ]
