@@ -7,7 +7,7 @@ EarlyStopping that save into `.keras` files and load back with
 
 __version__ = "0.1.0"
 
-from keras_reg import callbacks, layers, optimizers, regularizers
+from keras_reg import callbacks, layers, optimizers, pruning, regularizers
 from keras_reg.callbacks import EarlyStopping
 from keras_reg.layers import BatchNormalization, Dropout, is_batch_normalization
 from keras_reg.mc_dropout import mc_predict
@@ -29,6 +29,7 @@ __all__ = [
     "layers",
     "mc_predict",
     "optimizers",
+    "pruning",
     "regularize",
     "regularizers",
     "sparsity_report",

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_reg.pruning.pruning import find_pruning
+
 _COLUMNS = (
     "variable",
     "shape",
@@ -31,8 +33,12 @@ def _penalty(variable):
     return float(keras.ops.convert_to_numpy(regularizer(variable)))
 
 
-def _variable_entry(variable, path):
+def _variable_entry(variable, path, pruning):
     values = keras.ops.convert_to_numpy(variable)
+    mask = None if pruning is None else pruning.get_mask(variable)
+    pruned = None
+    if mask is not None:
+        pruned = int(np.count_nonzero(keras.ops.convert_to_numpy(mask) == 0))
     magnitudes = np.abs(values.astype(np.float64))
     size = int(values.size)
     zeros = int(np.count_nonzero(values == 0))
@@ -48,18 +54,28 @@ def _variable_entry(variable, path):
         "penalty": _penalty(variable),
         "units": None if dead is None else int(values.shape[-1]),
         "dead_units": dead,
+        "pruned": pruned,
+        "pruned_fraction": None if pruned is None else pruned / size,
     }
 
 
 def _total(entries):
     size = sum(entry["size"] for entry in entries)
     zeros = sum(entry["zeros"] for entry in entries)
+    pruned = sum(entry["pruned"] or 0 for entry in entries)
     return {
         "size": size,
         "zeros": zeros,
         "zero_fraction": zeros / size if size else 0.0,
         "penalty": sum(entry["penalty"] or 0.0 for entry in entries),
+        "pruned": pruned,
+        "pruned_fraction": pruned / size if size else 0.0,
     }
+
+
+def _pruned(entry):
+    fraction = entry["pruned_fraction"]
+    return "-" if entry["pruned"] is None else f"{100 * fraction:.2f}"
 
 
 def _counts(entry):
@@ -70,8 +86,8 @@ def _counts(entry):
     ]
 
 
-def _format_table(report):
-    cells = [list(_COLUMNS)]
+def _format_table(report, pruned):
+    cells = [list(_COLUMNS) + (["pruned %"] if pruned else [])]
     for path, entry in report["variables"].items():
         penalty, dead = entry["penalty"], entry["dead_units"]
         cells.append(
@@ -83,12 +99,16 @@ def _format_table(report):
                 f"{entry['l2_norm']:.4g}",
                 "-" if penalty is None else f"{penalty:.4g}",
                 "-" if dead is None else f"{len(dead)}/{entry['units']}",
+                *([_pruned(entry)] if pruned else []),
             ]
         )
     for name in ("kernels", "total"):
         total = report[name]
         penalty = f"{total['penalty']:.4g}"
-        cells.append([f"[{name}]", "", *_counts(total), "", "", penalty, ""])
+        cells.append(
+            [f"[{name}]", "", *_counts(total), "", "", penalty, ""]
+            + ([_pruned(total)] if pruned else [])
+        )
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
     lines = [
         "  ".join(
@@ -113,10 +133,15 @@ def sparsity_report(model: keras.Model, print_fn=print) -> dict:
     - `penalty`: the value of its regularizer, or `None` without one;
     - `units` and `dead_units`: for variables of rank >= 2 (kernels), the
       number of units (last axis: Dense units, Conv filters) and the indices of
-      the units whose weights are all exactly zero; `None` for biases.
+      the units whose weights are all exactly zero; `None` for biases;
+    - `pruned` and `pruned_fraction`: for the variables that the model's
+      `keras_reg.pruning.Pruning` optimizer masks, the number and fraction of
+      entries its mask zeroes; `None` for the others. The table shows a
+      `pruned %` column when the model is compiled with `Pruning`.
 
-    `"kernels"` sums size, zeros and penalties over the variables of rank >= 2
-    (what L1 and group lasso sparsify), `"total"` over all of them.
+    `"kernels"` sums size, zeros, penalties and pruned entries over the
+    variables of rank >= 2 (what L1, group lasso and pruning sparsify),
+    `"total"` over all of them.
 
     Args:
         model: A built Keras model (or layer).
@@ -143,12 +168,15 @@ def sparsity_report(model: keras.Model, print_fn=print) -> dict:
     # Paths relative to the model read "dense/kernel", not
     # "sequential/dense/kernel".
     prefix = f"{model.name}/"
+    pruning = find_pruning(getattr(model, "optimizer", None))
+    if pruning is not None and not pruning.built:
+        pruning = None
     entries = {}
     for variable in model.trainable_variables:
         path = variable.path
         if path.startswith(prefix):
             path = path[len(prefix) :]
-        entries[path] = _variable_entry(variable, path)
+        entries[path] = _variable_entry(variable, path, pruning)
     layers = {}
     for path, entry in entries.items():
         layers.setdefault(entry["layer"], []).append(path)
@@ -161,5 +189,5 @@ def sparsity_report(model: keras.Model, print_fn=print) -> dict:
         "total": _total(list(entries.values())),
     }
     if print_fn is not None:
-        print_fn(_format_table(report))
+        print_fn(_format_table(report, pruning is not None))
     return report

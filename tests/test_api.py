@@ -15,7 +15,7 @@ from helpers import REPO_ROOT, run_python
 import keras_reg
 
 PACKAGE_DIR = pathlib.Path(REPO_ROOT) / "keras_reg"
-SUBPACKAGES = [name for name in ("callbacks", "layers", "optimizers", "regularizers")]
+SUBPACKAGES = ["callbacks", "layers", "optimizers", "pruning", "regularizers"]
 
 
 def _public_modules():

@@ -70,6 +70,12 @@ def _readme_test_command():
     return block.splitlines()[1]
 
 
+def test_readme_is_a_front_page_under_200_lines():
+    # The manual lives in docs/; the README keeps what, quick start, one example
+    # per technique, the API table, the differences table and links.
+    assert len(PAGES[0].read_text().splitlines()) < 200
+
+
 def test_ci_runs_the_readme_test_command():
     ci = pathlib.Path(REPO_ROOT, ".ci", "run").read_text()
     assert _readme_test_command() in ci

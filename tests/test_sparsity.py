@@ -138,3 +138,62 @@ def test_module_docstring_examples_run():
 
     failures, _ = doctest.testmod(sparsity, verbose=False)
     assert failures == 0
+
+
+def _pruned_model(mode):
+    from keras_reg import pruning
+
+    model = _model()
+    model.compile(
+        optimizer=pruning.Pruning(
+            keras.optimizers.SGD(0.0), pruning.ConstantSparsity(0.5), mode=mode
+        ),
+        loss="mse",
+    )
+    rng = np.random.default_rng(2)
+    model.train_on_batch(rng.normal(size=(4, 4)), rng.normal(size=(4, 2)))
+    return model
+
+
+def test_reports_the_pruned_entries_of_each_masked_variable():
+    model = _pruned_model("layer")
+    report = keras_reg.sparsity_report(model, print_fn=None)
+    first, second = (
+        report["variables"]["first/kernel"],
+        report["variables"]["second/kernel"],
+    )
+    # Half of 12 and of 6; the kernel's own zeros are among the smallest.
+    assert (first["pruned"], first["pruned_fraction"]) == (6, 0.5)
+    assert (second["pruned"], second["pruned_fraction"]) == (3, 0.5)
+    assert first["zeros"] == np.count_nonzero(_np(model.layers[0].kernel) == 0) == 6
+    assert report["variables"]["first/bias"]["pruned"] is None
+    assert (report["kernels"]["pruned"], report["kernels"]["pruned_fraction"]) == (
+        9,
+        0.5,
+    )
+    assert report["total"]["pruned"] == 9
+
+
+def test_structured_pruning_reports_dead_units_and_pruned_biases():
+    report = keras_reg.sparsity_report(_pruned_model("structured"), print_fn=None)
+    first = report["variables"]["first/kernel"]
+    # Unit 1 is all zeros: it goes first; round(0.5 * 3) = 2 units.
+    assert first["pruned"] == 8 and 1 in first["dead_units"]
+    assert len(first["dead_units"]) == 2
+    assert report["variables"]["first/bias"]["pruned"] == 2
+    assert report["variables"]["second/bias"]["pruned"] == 1
+
+
+def test_table_has_a_pruned_column_only_for_pruned_models():
+    lines = []
+    keras_reg.sparsity_report(_pruned_model("layer"), print_fn=lines.append)
+    table = lines[0].splitlines()
+    assert table[0].split()[-2:] == ["pruned", "%"]
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    assert rows["first/kernel"][-1] == "50.00"
+    assert rows["first/bias"][-1] == "-"
+    assert rows["[kernels]"][-1] == "50.00"
+    assert rows["[total]"][-1] == f"{100 * 9 / 23:.2f}"
+    report = keras_reg.sparsity_report(_model(), print_fn=lines.append)
+    assert "pruned" not in lines[1]
+    assert report["variables"]["first/kernel"]["pruned"] is None

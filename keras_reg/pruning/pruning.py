@@ -1,0 +1,368 @@
+"""Pruning, an optimizer wrapper that zeroes the smallest kernel weights; strip."""
+
+import re
+
+import keras
+from keras import ops
+
+from keras_reg import _validation
+from keras_reg._api import register
+from keras_reg.pruning.schedules import PruningSchedule
+
+_MODES = ("layer", "global", "structured")
+_KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+# Non-negative float32 values sort like their bits read as int32, whose high
+# and low 16 bits are two radix digits: the high one is below 2**15.
+_DIGIT = 2**16
+
+
+class _Targets:
+    """The pruned model variables, out of reach of Keras's variable tracking."""
+
+    def __init__(self, kernels=(), biases=()):
+        self.kernels, self.biases = tuple(kernels), tuple(biases)
+
+
+def find_pruning(optimizer):
+    """The `Pruning` in a chain of wrapped optimizers, or None."""
+    while optimizer is not None and not isinstance(optimizer, Pruning):
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return optimizer
+
+
+def _histogram(values, size):
+    """How many of the ints `values` (all in [0, size)) equal each of them."""
+    # Under XLA, bincount's length must be static; torch's is the fastest.
+    if keras.backend.backend() == "torch":
+        return ops.bincount(values, minlength=size)
+    return ops.segment_sum(ops.ones_like(values), values, num_segments=size)
+
+
+def _keep_largest(scores, count):
+    """Masks dropping the `count` smallest of the 1-D `scores` taken together.
+
+    Exact with ties: the `count`-th smallest value is found digit by digit
+    from two histograms of its bits (cheaper than a sort); ties at it drop
+    in flat order.
+    """
+    bits = [ops.view(ops.cast(score, "float32"), "int32") for score in scores]
+    high = [b // _DIGIT for b in bits]
+    below = ops.cumsum(sum(_histogram(h, _DIGIT // 2) for h in high))
+    top = ops.sum(ops.cast(below < count, "int32"))
+    rest = count - ops.max(ops.where(below < count, below, 0))
+    # Values outside the top bin count in an extra last bin, left out.
+    low = [
+        ops.where(h == top, b - top * _DIGIT, _DIGIT)
+        for b, h in zip(bits, high, strict=True)
+    ]
+    below = ops.cumsum(sum(_histogram(v, _DIGIT + 1) for v in low))[:_DIGIT]
+    threshold = top * _DIGIT + ops.sum(ops.cast(below < rest, "int32"))
+    ties = count - sum(ops.sum(ops.cast(b < threshold, "int32")) for b in bits)
+    tied = [ops.equal(b, threshold) for b in bits]
+
+    def first_ties():  # only when some ties at the threshold stay: a cumsum
+        seen, late = 0, []
+        for tie in tied:
+            tie = ops.cast(tie, "int32")
+            late.append(ops.logical_and(tie > 0, ops.cumsum(tie) + seen > ties))
+            seen = seen + ops.sum(tie)
+        return late
+
+    stay = sum(ops.sum(ops.cast(tie, "int32")) for tie in tied) > ties
+    late = ops.cond(stay, first_ties, lambda: [ops.zeros_like(t) for t in tied])
+    return [ops.logical_or(b > threshold, t) for b, t in zip(bits, late, strict=True)]
+
+
+@register
+class Pruning(keras.optimizers.Optimizer):
+    """Wraps an optimizer and prunes the smallest kernel weights to exactly zero.
+
+    After each update of the wrapped optimizer, inside the compiled train
+    step, every selected kernel (variables named `kernel`,
+    `depthwise_kernel` or `pointwise_kernel`) is multiplied by its 0/1 mask,
+    so pruned weights stay exactly zero. At the steps the `schedule` names,
+    the masks are first recomputed from the magnitudes. The masks are
+    optimizer variables, saved in `.keras` files; `strip(model)` returns the
+    pruned model as plain Keras. docs/pruning.md tells more.
+
+    Args:
+        optimizer: A `keras.optimizers.Optimizer` instance or a name such as
+            `"adam"`. Gradient accumulation is not supported.
+        schedule: A `keras_reg.pruning.PruningSchedule` (`ConstantSparsity`,
+            `PolynomialDecay`).
+        mode: `"layer"` (default) drops the smallest `|w|` of each kernel,
+            `"global"` the smallest over all selected kernels (one
+            threshold), `"structured"` the units of each kernel (last axis:
+            Dense units, Conv filters) of smallest L2 norm, with their biases.
+        layers: None (every kernel), a regular expression matching whole
+            layer names, or a list of layer names; a kernel is selected when
+            its layer, or a layer or model around it, matches.
+        name: String. The name of this optimizer. Defaults to `"pruning"`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_reg import pruning
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> schedule = pruning.ConstantSparsity(0.75, frequency=5)
+    >>> model.compile(pruning.Pruning("sgd", schedule), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(32, 8))
+    >>> _ = model.fit(x, x[:, :4], epochs=2, verbose=0)
+    >>> int(np.sum(model.layers[0].kernel.numpy() == 0))  # 75% of 32
+    24
+
+    Reference:
+        Zhu and Gupta, [To prune, or not to prune](
+        https://arxiv.org/abs/1710.01878), 2017.
+    """
+
+    def __init__(
+        self,
+        optimizer: "keras.optimizers.Optimizer | str",
+        schedule: PruningSchedule,
+        mode: str = "layer",
+        layers: "str | list[str] | None" = None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        if isinstance(optimizer, str):
+            try:
+                optimizer = keras.optimizers.get(optimizer)
+            except ValueError:
+                pass
+        if not isinstance(optimizer, keras.optimizers.Optimizer) or find_pruning(
+            optimizer
+        ):
+            expected = "a keras.optimizers.Optimizer instance or an optimizer name"
+            raise _validation.invalid_argument("optimizer", expected, optimizer)
+        if optimizer.gradient_accumulation_steps:
+            expected = "an optimizer without gradient_accumulation_steps"
+            raise _validation.invalid_argument("optimizer", expected, optimizer)
+        if not isinstance(schedule, PruningSchedule):
+            expected = "a keras_reg.pruning.PruningSchedule"
+            raise _validation.invalid_argument("schedule", expected, schedule)
+        if mode not in _MODES:
+            expected = "one of 'layer', 'global', 'structured'"
+            raise _validation.invalid_argument("mode", expected, mode)
+        if kwargs:
+            raise ValueError(
+                "Pruning takes no base optimizer arguments; set them on the "
+                f"wrapped optimizer. Received: {sorted(kwargs)}"
+            )
+        name = "pruning" if name is None else _validation.check_str("name", name)
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer, self.schedule, self.mode = optimizer, schedule, mode
+        self.layers = _check_layers(layers)
+        self._targets, self._masks = _Targets(), []
+
+    def _selects(self, variable):
+        names = variable.path.split("/")[:-1]
+        if isinstance(self.layers, str):
+            return any(re.fullmatch(self.layers, name) for name in names)
+        return self.layers is None or any(name in self.layers for name in names)
+
+    def build(self, var_list):
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
+        super().build(var_list)
+        kernels = [
+            v
+            for v in var_list
+            if v.name in _KERNEL_NAMES and len(v.shape) >= 2 and self._selects(v)
+        ]
+        named = {name for v in kernels for name in v.path.split("/")}
+        if isinstance(self.layers, tuple) and (missing := set(self.layers) - named):
+            missing = ", ".join(sorted(missing))
+            expected = f"names of layers with a kernel (none found for {missing})"
+            raise _validation.invalid_argument("layers", expected, list(self.layers))
+        if not kernels:
+            expected = "a selection that matches at least one kernel"
+            raise _validation.invalid_argument("layers", expected, self.layers)
+        by_path, biases = {v.path: v for v in var_list}, []
+        for kernel in kernels:
+            structured = self.mode == "structured"
+            shape = kernel.shape[-1:] if structured else kernel.shape
+            bias = by_path.get(kernel.path.rpartition("/")[0] + "/bias")
+            keep = structured and bias is not None and bias.shape == shape
+            biases.append(bias if keep else None)
+            name = f"{kernel.path.replace('/', '_')}_mask"
+            self._masks.append(
+                self.add_variable(shape, "ones", kernel.dtype, name=name)
+            )
+        self._targets = _Targets(kernels, biases)
+
+    def get_mask(self, variable):
+        """The 0/1 mask (a tensor of its shape) applied to `variable`, or None."""
+        targets = self._targets
+        for kernel, bias, mask in zip(
+            targets.kernels, targets.biases, self._masks, strict=True
+        ):
+            if variable is kernel or variable is bias:
+                return ops.broadcast_to(mask, variable.shape)
+        return None
+
+    def _new_masks(self, sparsity):
+        scores = []
+        for kernel, mask in zip(self._targets.kernels, self._masks, strict=True):
+            pruned = ops.cast(kernel * mask, "float32")
+            if self.mode == "structured":
+                axes = tuple(range(len(kernel.shape) - 1))
+                scores.append(ops.sum(ops.square(pruned), axis=axes))
+            else:
+                scores.append(ops.reshape(ops.abs(pruned), (-1,)))
+        groups = [scores] if self.mode == "global" else [[score] for score in scores]
+        kept = []
+        for group in groups:
+            size = sum(int(score.shape[0]) for score in group)
+            kept += _keep_largest(group, ops.cast(ops.round(sparsity * size), "int32"))
+        return [
+            ops.cast(ops.reshape(keep, mask.shape), mask.dtype)
+            for keep, mask in zip(kept, self._masks, strict=True)
+        ]
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            if trainable_variables is None:
+                raise ValueError(
+                    "When passing `grads` without `trainable_variables`, the "
+                    "optimizer must already be built. Call "
+                    "`optimizer.build(trainable_variables)` first."
+                )
+            trainable_variables = list(trainable_variables)
+            with keras.name_scope(self.name, caller=self):
+                self.build(trainable_variables)
+        # The step before the inner update increments it; torch would alias.
+        step = ops.copy(ops.cast(self.iterations, "int32"))
+        update = self.schedule.should_update(step)
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+        def new_masks():
+            return self._new_masks(ops.cast(self.schedule.sparsity(step), "float32"))
+
+        if keras.backend.backend() == "jax":
+            # A stateless step: the masks must leave `cond` as its outputs.
+            current = [ops.convert_to_tensor(mask) for mask in self._masks]
+            masks = ops.cond(update, new_masks, lambda: current)
+            for variable, mask in zip(self._masks, masks, strict=True):
+                self.assign(variable, mask)
+        else:
+            # Assigned inside the branch: no copy at the steps that keep them.
+            def refresh():
+                for variable, mask in zip(self._masks, new_masks(), strict=True):
+                    self.assign(variable, mask)
+
+            if keras.backend.backend() == "torch":  # eager: a plain branch
+                if update:
+                    refresh()
+            else:
+                ops.cond(update, refresh, lambda: None)
+        targets = self._targets
+        for mask, kernel, bias in zip(
+            self._masks, targets.kernels, targets.biases, strict=True
+        ):
+            self.assign(kernel, kernel * mask)
+            if bias is not None:
+                self.assign(bias, bias * mask)
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    @property
+    def variables(self):
+        return super().variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def get_config(self) -> dict:
+        layers = self.layers
+        return {
+            "name": self.name,
+            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "mode": self.mode,
+            "layers": list(layers) if isinstance(layers, tuple) else layers,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("optimizer", "schedule"):
+            if isinstance(config[key], dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return cls(**config)
+
+
+def _check_layers(layers):
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        try:
+            return re.compile(layers).pattern
+        except re.error:
+            pass
+    elif isinstance(layers, list | tuple) and layers:
+        if all(isinstance(name, str) for name in layers):
+            return tuple(layers)
+    expected = "None, a regular expression or a non-empty list of layer names"
+    raise _validation.invalid_argument("layers", expected, layers)
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """Returns an uncompiled copy of a pruned model, pruned weights exactly zero.
+
+    The copy holds the weights times the masks of the model's `Pruning`
+    optimizer; made of Keras layers, it loads without keras_reg.
+
+    Args:
+        model: A model compiled with a built (trained or loaded) `Pruning`.
+
+    Returns:
+        A new, uncompiled model of the same class.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_reg import pruning
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> optimizer = pruning.Pruning("sgd", pruning.ConstantSparsity(0.5))
+    >>> model.compile(optimizer, loss="mse")
+    >>> _ = model.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0)
+    >>> plain = pruning.strip(model)
+    >>> plain.compiled, int(np.sum(plain.layers[0].kernel.numpy() == 0))
+    (False, 16)
+
+    Reference:
+        tensorflow-model-optimization's `tfmot.sparsity.keras.strip_pruning`.
+    """
+    pruning = find_pruning(getattr(model, "optimizer", None))
+    if pruning is None or not pruning.built or not model.built:
+        expected = (
+            "a built model compiled with a built keras_reg.pruning.Pruning "
+            "optimizer (train it or load it first)"
+        )
+        raise _validation.invalid_argument("model", expected, model)
+    values = []
+    for variable in model.weights:
+        mask = pruning.get_mask(variable)
+        values.append(
+            ops.convert_to_numpy(variable if mask is None else variable * mask)
+        )
+    # Not `clone_model`, which would compile the copy with a new Pruning.
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(values)
+    return copy
