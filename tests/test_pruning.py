@@ -510,7 +510,7 @@ def test_keep_largest_drops_exactly_count_with_ties_zeros_and_denormals():
     second = np.concatenate([np.full(15, 0.5), rng.exponential(size=40) * 1e3])
     scores = [rng.permutation(first), rng.permutation(second.astype("float32"))]
     together = np.concatenate(scores)
-    for count in (0, 1, 19, 20, 50, 60, 90, 120, 174, 175):
+    for count in (0, 19, 50, 90, 174, 175):
         masks = pruning_module._keep_largest(
             [keras.ops.convert_to_tensor(s) for s in scores],
             keras.ops.convert_to_tensor(count, "int32"),

@@ -153,6 +153,12 @@ def test_invalid_steps_raise():
         4,
     )
     _raises(
+        lambda: pruning.ConstantSparsity(0.5, end_step=-1.0),
+        "end_step",
+        "-1 or an int >= begin_step (0)",
+        -1.0,
+    )
+    _raises(
         lambda: pruning.ConstantSparsity(0.5, frequency=0),
         "frequency",
         "an int >= 1",

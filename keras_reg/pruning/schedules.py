@@ -37,7 +37,7 @@ class PruningSchedule:
 
     def __init__(self, begin_step: int = 0, end_step: int = -1, frequency: int = 100):
         self.begin_step = _validation.check_int("begin_step", begin_step, low=0)
-        if end_step != -1:
+        if not (_validation.is_integral(end_step) and end_step == -1):
             expected = f"-1 or an int >= begin_step ({self.begin_step})"
             end_step = _validation.check_int(
                 "end_step", end_step, low=self.begin_step, expected=expected
