@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import Lasso
 
 from keras_reg._backends import portable_only
-from keras_reg.optimizers import Proximal
+from keras_reg.optimizers import SAM, Proximal
 from keras_reg.optimizers import proximal as proximal_module
 from keras_reg.regularizers import L1, ElasticNet, GroupLasso
 from tests.helpers import assert_config_round_trip, assert_json_round_trip
@@ -351,6 +351,20 @@ def test_recompiling_with_a_plain_optimizer_raises():
     model.fit(x, y, epochs=1, verbose=0)
     # The Proximal optimizer claimed the regularizer; the model that trains
     # now uses plain SGD, and that is what counts.
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError) as info:
+        model.fit(x, y, epochs=1, verbose=0)
+    assert str(info.value) == _expected_missing_wrapper_message(regularizer)
+
+
+def test_a_wrapper_whose_build_failed_vouches_for_nothing():
+    x, y = _data()
+    regularizer = L1(0.1, proximal=True)
+    # SAM refuses to be wrapped by Proximal: this Proximal is never built.
+    failed = Proximal(SAM("sgd"))
+    model = _linear_model(_initial_kernel(), regularizer, failed)
+    with pytest.raises(ValueError, match="SAM must wrap the Proximal"):
+        model.fit(x, y, epochs=1, verbose=0)
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError) as info:
         model.fit(x, y, epochs=1, verbose=0)

@@ -8,6 +8,7 @@ import pytest
 
 from keras_reg.optimizers import SAM, Proximal
 from keras_reg.optimizers import sam as sam_module
+from keras_reg.pruning import ConstantSparsity, Pruning
 from keras_reg.regularizers import L1
 from tests.helpers import (
     assert_config_round_trip,
@@ -252,6 +253,52 @@ def test_proximal_around_sam_raises():
         "`SAM(keras_reg.optimizers.Proximal(optimizer))`. Received: "
         f"SAM({optimizer.inner_optimizer.inner_optimizer!r})"
     )
+
+
+def test_sam_finds_proximal_through_another_wrapper():
+    x, y = _data()
+    schedule = ConstantSparsity(0.25, frequency=1)
+    optimizer = SAM(Pruning(Proximal(keras.optimizers.SGD(0.2)), schedule), rho=0.1)
+    model = _linear_model(_initial_kernel(), optimizer, L1(0.3, proximal=True))
+    _fit_steps(model, x, y, 4)  # no "SAM must wrap the Proximal" error
+    # At least the pruned quarter of the 12 kernel weights is exactly 0.
+    assert np.count_nonzero(_np(model.layers[0].kernel) == 0) >= 3
+
+
+# --- Norm groups (compare's towers) ---------------------------------------
+
+
+def _two_branch_model(optimizer):
+    """Two Dense branches, one per input and output: the sum of the two
+    losses gives each branch its own gradient."""
+    inputs = [keras.Input((4,)), keras.Input((4,))]
+    outputs = [_linear_model(_initial_kernel()).layers[0](i) for i in inputs[:1]]
+    outputs.append(_linear_model(_initial_kernel()).layers[0](inputs[1]))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=optimizer, loss=["mse", "mse"])
+    return model
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_norm_groups_perturb_each_group_as_if_trained_alone(grouped):
+    (x1, y1), (x2, y2) = _data(seed=1), _data(seed=2)
+    optimizer = SAM(keras.optimizers.SGD(0.2), rho=0.1)
+    model = _two_branch_model(optimizer)
+    branches = [layer for layer in model.layers if layer.weights]
+    if grouped:
+        optimizer._norm_groups = [b.trainable_variables for b in branches]
+    for _ in range(6):
+        model.train_on_batch([x1, x2], [y1, y2])
+    for branch, (x, y) in zip(branches, [(x1, y1), (x2, y2)], strict=True):
+        alone = _numpy_sam(x, y, 3, _NumpySGD(lambda t: 0.2), 0.1, False)
+        kernel = _np(branch.kernel)
+        if grouped:
+            np.testing.assert_allclose(kernel, alone[0], rtol=1e-5, atol=1e-6)
+        else:  # one norm over both branches: each moves by less than rho
+            assert not np.allclose(kernel, alone[0], rtol=1e-5, atol=1e-6)
+    # Kept as ids: the model's variables do not become optimizer state.
+    model_ids = {id(v) for v in model.trainable_variables}
+    assert not model_ids & {id(v) for v in optimizer.variables}
 
 
 # --- Mixed precision ------------------------------------------------------

@@ -7,11 +7,11 @@ says when one does. Claims are weak references and never part of a config.
 
 import weakref
 
-import keras
 from keras import ops
 
-from keras_reg import _validation
 from keras_reg._api import register
+from keras_reg.optimizers import _wrapper
+from keras_reg.optimizers._wrapper import WrappingOptimizer
 
 # The state behind `vouched_for`: which Proximal optimizers claimed each
 # proximal regularizer, which ones `fit` drives, which ones are within a step.
@@ -41,19 +41,8 @@ def _proximal_regularizer(variable):
     return None
 
 
-class _BuiltVariables:
-    """The variables a Proximal was built with, out of Keras's reach.
-
-    Keras's optimizers track every variable held in an attribute, lists and
-    tuples included, as their own state; these belong to the model.
-    """
-
-    def __init__(self, variables):
-        self.variables = tuple(variables)
-
-
 @register
-class Proximal(keras.optimizers.Optimizer):
+class Proximal(WrappingOptimizer):
     """Wraps an optimizer and applies the proximal step of proximal regularizers.
 
     Proximal gradient descent splits the objective into a smooth loss, which
@@ -116,48 +105,17 @@ class Proximal(keras.optimizers.Optimizer):
         Splitting](https://jmlr.org/papers/v10/duchi09a.html), 2009.
     """
 
-    def __init__(
-        self,
-        optimizer: "keras.optimizers.Optimizer | str",
-        name: str | None = None,
-        **kwargs,
-    ):
-        expected = "a keras.optimizers.Optimizer instance or an optimizer name"
-        if isinstance(optimizer, str):
-            try:
-                optimizer = keras.optimizers.get(optimizer)
-            except ValueError:
-                raise _validation.invalid_argument(
-                    "optimizer", expected, optimizer
-                ) from None
-        if not isinstance(optimizer, keras.optimizers.Optimizer) or isinstance(
-            optimizer, Proximal
-        ):
-            raise _validation.invalid_argument("optimizer", expected, optimizer)
-        if optimizer.gradient_accumulation_steps:
-            # The proximal step must follow each real update; with gradient
-            # accumulation most calls to `apply` update nothing.
-            raise _validation.invalid_argument(
-                "optimizer",
-                "an optimizer without gradient_accumulation_steps",
-                optimizer,
-            )
-        if kwargs:
-            raise ValueError(
-                "Proximal takes no base optimizer arguments; set them on the "
-                f"wrapped optimizer. Received: {sorted(kwargs)}"
-            )
-        if name is not None:
-            name = _validation.check_str("name", name)
-        super().__init__(learning_rate=0.0, name=name or "proximal")
-        self.inner_optimizer = optimizer
-        self._built_with = _BuiltVariables(())
+    def _refusal(self, optimizer):
+        if isinstance(optimizer, Proximal):
+            return _wrapper.EXPECTED
+        return None
 
     def build(self, var_list):
-        if not self.inner_optimizer.built:
-            self.inner_optimizer.build(var_list)
-        super().build(var_list)
-        self._built_with = _BuiltVariables(var_list)
+        try:
+            super().build(var_list)
+        except Exception:
+            _IN_STEP.discard(self)  # a failed build vouches for nothing
+            raise
         if self not in _IN_STEP:
             # Built by hand, as in a custom loop: the claims are standing.
             _DRIVEN_BY_FIT.discard(self)
@@ -169,30 +127,14 @@ class Proximal(keras.optimizers.Optimizer):
     def scale_loss(self, loss):
         _DRIVEN_BY_FIT.add(self)
         _IN_STEP.add(self)
-        return self.inner_optimizer.scale_loss(loss)
-
-    @property
-    def variables(self):
-        return super().variables + self.inner_optimizer.variables
+        return super().scale_loss(loss)
 
     def apply(self, grads, trainable_variables=None):
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError(
-                    "When passing `grads` without `trainable_variables`, the "
-                    "optimizer must already be built. Call "
-                    "`optimizer.build(trainable_variables)` first."
-                )
-            variables = self._built_with.variables
-        else:
-            variables = trainable_variables = list(trainable_variables)
-            if not self.built:
-                with keras.name_scope(self.name, caller=self):
-                    self.build(trainable_variables)
+        variables = self._built_variables(trainable_variables)
         # The step that is about to run uses the learning rate at the current
         # iteration; the inner update increments the iteration counter.
         learning_rate = ops.convert_to_tensor(self.inner_optimizer.learning_rate)
-        self.inner_optimizer.apply(grads, trainable_variables)
+        self.inner_optimizer.apply(grads, variables)
         for variable in variables:
             regularizer = _proximal_regularizer(variable)
             if regularizer is not None:
@@ -201,34 +143,6 @@ class Proximal(keras.optimizers.Optimizer):
                 )
         _IN_STEP.discard(self)
 
-    @property
-    def learning_rate(self):
-        return self.inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self.inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def iterations(self):
-        return self.inner_optimizer.iterations
-
     def finalize_variable_values(self, var_list):
         _IN_STEP.discard(self)
-        self.inner_optimizer.finalize_variable_values(var_list)
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-        }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        optimizer = config.pop("optimizer")
-        if isinstance(optimizer, dict):
-            optimizer = keras.saving.deserialize_keras_object(
-                optimizer, custom_objects=custom_objects
-            )
-        return cls(optimizer, **config)
+        super().finalize_variable_values(var_list)

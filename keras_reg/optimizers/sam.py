@@ -5,11 +5,13 @@ from keras import ops
 
 from keras_reg import _validation
 from keras_reg._api import register
-from keras_reg.optimizers import proximal
+from keras_reg.optimizers import _wrapper, proximal
+from keras_reg.optimizers._wrapper import WrappingOptimizer
+from keras_reg.optimizers.proximal import Proximal
 
 
 @register
-class SAM(keras.optimizers.Optimizer):
+class SAM(WrappingOptimizer):
     """Sharpness-aware minimization: steps from the worst point in a small ball.
 
     SAM seeks weights whose whole neighbourhood has a low loss: each update
@@ -69,22 +71,29 @@ class SAM(keras.optimizers.Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        optimizer = _check_optimizer(optimizer)
-        if kwargs:
-            raise ValueError(
-                "SAM takes no base optimizer arguments; set them on the "
-                f"wrapped optimizer. Received: {sorted(kwargs)}"
-            )
-        if name is not None:
-            name = _validation.check_str("name", name)
-        super().__init__(learning_rate=0.0, name=name or "sam")
-        self.inner_optimizer = optimizer
+        super().__init__(optimizer, name, **kwargs)
         self.rho = _validation.check_float("rho", rho, low=0, low_open=True)
         self.adaptive = _validation.check_bool("adaptive", adaptive)
         self.eta = _validation.check_float("eta", eta, low=0)
+        self._norm_groups = None
+
+    def __setattr__(self, name, value):
+        if name == "_norm_groups":
+            # Private, for compare's towers: lists of variables whose
+            # perturbation takes its own norm (by default one norm over all),
+            # kept as ids, out of Keras's variable tracking.
+            groups = value or ()
+            value = {id(v): i for i, group in enumerate(groups) for v in group}
+        super().__setattr__(name, value)
+
+    def _refusal(self, optimizer):
+        if isinstance(optimizer, SAM | keras.optimizers.LossScaleOptimizer):
+            return "an optimizer other than SAM and LossScaleOptimizer"
+        return None
 
     def build(self, var_list):
-        if not isinstance(self.inner_optimizer, proximal.Proximal) and any(
+        proximal_optimizer = _wrapper.find_wrapped(self.inner_optimizer, Proximal)
+        if proximal_optimizer is None and any(
             proximal._proximal_regularizer(v) is not None for v in var_list
         ):
             raise ValueError(
@@ -101,40 +110,18 @@ class SAM(keras.optimizers.Optimizer):
                     "than one replica. Train on one device, or with "
                     "keras.distribution on JAX."
                 )
-        if not self.inner_optimizer.built:
-            self.inner_optimizer.build(var_list)
         super().build(var_list)
-        self._built_with = proximal._BuiltVariables(var_list)
         self._anchors = [
             self.add_variable_from_reference(v, name="sam_anchor") for v in var_list
         ]
         self._perturbed = self.add_variable((), dtype="int32", name="sam_perturbed")
 
-    def scale_loss(self, loss):
-        return self.inner_optimizer.scale_loss(loss)
-
     @property
-    def variables(self):
-        return super().variables + self.inner_optimizer.variables
-
-    @property
-    def learning_rate(self):
-        return self.inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self.inner_optimizer.learning_rate = learning_rate
+    def iterations(self):  # its own: train steps, twice the updates
+        return keras.optimizers.Optimizer.iterations.fget(self)
 
     def apply(self, grads, trainable_variables=None):
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError("Call `optimizer.build(variables)` first.")
-            variables = self._built_with.variables
-        else:
-            variables = trainable_variables = list(trainable_variables)
-            if not self.built:
-                with keras.name_scope(self.name, caller=self):
-                    self.build(trainable_variables)
+        variables = self._built_variables(trainable_variables)
         grads = list(grads)
 
         def ascend():
@@ -149,21 +136,26 @@ class SAM(keras.optimizers.Optimizer):
                 scales = [ops.add(ops.abs(v.value), self.eta) for _, v in pairs]
                 scaled = [g * t for g, t in zip(scaled, scales, strict=True)]
                 directions = [x * t for x, t in zip(scaled, scales, strict=True)]
-            norm = ops.sqrt(
-                sum(ops.sum(ops.square(ops.cast(x, "float32"))) for x in scaled)
-            )
+            groups = [self._norm_groups.get(id(v), -1) for _, v in pairs]
+            squares = {}
+            for group, x in zip(groups, scaled, strict=True):
+                square = ops.sum(ops.square(ops.cast(x, "float32")))
+                squares[group] = squares.get(group, 0.0) + square
             # 1e-12: a zero gradient perturbs nothing.
-            factor = ops.divide(self.rho, ops.add(norm, 1e-12))
+            factors = {
+                group: ops.divide(self.rho, ops.add(ops.sqrt(square), 1e-12))
+                for group, square in squares.items()
+            }
             for variable, anchor in zip(variables, self._anchors, strict=True):
                 self.assign(anchor, variable.value)
-            for (_, variable), e in zip(pairs, directions, strict=True):
-                self.assign_add(variable, ops.cast(factor, e.dtype) * e)
+            for group, (_, variable), e in zip(groups, pairs, directions, strict=True):
+                self.assign_add(variable, ops.cast(factors[group], e.dtype) * e)
             self.assign(self._perturbed, 1)
 
         def descend():
             for variable, anchor in zip(variables, self._anchors, strict=True):
                 self.assign(variable, anchor.value)
-            self.inner_optimizer.apply(grads, trainable_variables)
+            self.inner_optimizer.apply(grads, variables)
             self.assign(self._perturbed, 0)
 
         perturbed = ops.equal(self._perturbed, 1)
@@ -185,44 +177,14 @@ class SAM(keras.optimizers.Optimizer):
             for variable, anchor in zip(variables, self._anchors, strict=True):
                 variable.assign(ops.copy(anchor.value))  # JAX: its own buffer
             self._perturbed.assign(0)
-        self.inner_optimizer.finalize_variable_values(var_list)
+        super().finalize_variable_values(var_list)
 
     def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+        return super().get_config() | {
             "rho": self.rho,
             "adaptive": self.adaptive,
             "eta": self.eta,
         }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        optimizer = keras.saving.deserialize_keras_object(
-            config.pop("optimizer"), custom_objects=custom_objects
-        )
-        return cls(optimizer, **config)
-
-
-def _check_optimizer(optimizer):
-    expected = "a keras.optimizers.Optimizer instance or an optimizer name"
-    if isinstance(optimizer, str):
-        try:
-            optimizer = keras.optimizers.get(optimizer)
-        except ValueError:
-            raise _validation.invalid_argument(
-                "optimizer", expected, optimizer
-            ) from None
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise _validation.invalid_argument("optimizer", expected, optimizer)
-    if isinstance(optimizer, SAM | keras.optimizers.LossScaleOptimizer):
-        expected = "an optimizer other than SAM and LossScaleOptimizer"
-    elif optimizer.gradient_accumulation_steps:
-        expected = "an optimizer without gradient_accumulation_steps"
-    else:
-        return optimizer
-    raise _validation.invalid_argument("optimizer", expected, optimizer)
 
 
 def _run_if(pred, step, state, values):

@@ -7,6 +7,8 @@ from keras import ops
 
 from keras_reg import _validation
 from keras_reg._api import register
+from keras_reg.optimizers import _wrapper
+from keras_reg.optimizers._wrapper import WrappingOptimizer, find_wrapped
 from keras_reg.pruning.schedules import PruningSchedule
 
 _MODES = ("layer", "global", "structured")
@@ -25,9 +27,7 @@ class _Targets:
 
 def find_pruning(optimizer):
     """The `Pruning` in a chain of wrapped optimizers, or None."""
-    while optimizer is not None and not isinstance(optimizer, Pruning):
-        optimizer = getattr(optimizer, "inner_optimizer", None)
-    return optimizer
+    return find_wrapped(optimizer, Pruning)
 
 
 def _histogram(values, size):
@@ -74,7 +74,7 @@ def _keep_largest(scores, count):
 
 
 @register
-class Pruning(keras.optimizers.Optimizer):
+class Pruning(WrappingOptimizer):
     """Wraps an optimizer and prunes the smallest kernel weights to exactly zero.
 
     After each update of the wrapped optimizer, inside the compiled train
@@ -116,6 +116,8 @@ class Pruning(keras.optimizers.Optimizer):
         https://arxiv.org/abs/1710.01878), 2017.
     """
 
+    _NESTED = ("optimizer", "schedule")
+
     def __init__(
         self,
         optimizer: "keras.optimizers.Optimizer | str",
@@ -125,35 +127,19 @@ class Pruning(keras.optimizers.Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        if isinstance(optimizer, str):
-            try:
-                optimizer = keras.optimizers.get(optimizer)
-            except ValueError:
-                pass
-        if not isinstance(optimizer, keras.optimizers.Optimizer) or find_pruning(
-            optimizer
-        ):
-            expected = "a keras.optimizers.Optimizer instance or an optimizer name"
-            raise _validation.invalid_argument("optimizer", expected, optimizer)
-        if optimizer.gradient_accumulation_steps:
-            expected = "an optimizer without gradient_accumulation_steps"
-            raise _validation.invalid_argument("optimizer", expected, optimizer)
+        super().__init__(optimizer, name, **kwargs)
         if not isinstance(schedule, PruningSchedule):
             expected = "a keras_reg.pruning.PruningSchedule"
             raise _validation.invalid_argument("schedule", expected, schedule)
         if mode not in _MODES:
             expected = "one of 'layer', 'global', 'structured'"
             raise _validation.invalid_argument("mode", expected, mode)
-        if kwargs:
-            raise ValueError(
-                "Pruning takes no base optimizer arguments; set them on the "
-                f"wrapped optimizer. Received: {sorted(kwargs)}"
-            )
-        name = "pruning" if name is None else _validation.check_str("name", name)
-        super().__init__(learning_rate=0.0, name=name)
-        self.inner_optimizer, self.schedule, self.mode = optimizer, schedule, mode
+        self.schedule, self.mode = schedule, mode
         self.layers = _check_layers(layers)
         self._targets, self._masks = _Targets(), []
+
+    def _refusal(self, optimizer):
+        return _wrapper.EXPECTED if find_pruning(optimizer) else None
 
     def _selects(self, variable):
         names = variable.path.split("/")[:-1]
@@ -162,8 +148,6 @@ class Pruning(keras.optimizers.Optimizer):
         return self.layers is None or any(name in self.layers for name in names)
 
     def build(self, var_list):
-        if not self.inner_optimizer.built:
-            self.inner_optimizer.build(var_list)
         super().build(var_list)
         kernels = [
             v
@@ -221,20 +205,11 @@ class Pruning(keras.optimizers.Optimizer):
         ]
 
     def apply(self, grads, trainable_variables=None):
-        if not self.built:
-            if trainable_variables is None:
-                raise ValueError(
-                    "When passing `grads` without `trainable_variables`, the "
-                    "optimizer must already be built. Call "
-                    "`optimizer.build(trainable_variables)` first."
-                )
-            trainable_variables = list(trainable_variables)
-            with keras.name_scope(self.name, caller=self):
-                self.build(trainable_variables)
+        variables = self._built_variables(trainable_variables)
         # The step before the inner update increments it; torch would alias.
         step = ops.copy(ops.cast(self.iterations, "int32"))
         update = self.schedule.should_update(step)
-        self.inner_optimizer.apply(grads, trainable_variables)
+        self.inner_optimizer.apply(grads, variables)
 
         def new_masks():
             return self._new_masks(ops.cast(self.schedule.sparsity(step), "float32"))
@@ -264,47 +239,13 @@ class Pruning(keras.optimizers.Optimizer):
             if bias is not None:
                 self.assign(bias, bias * mask)
 
-    def scale_loss(self, loss):
-        return self.inner_optimizer.scale_loss(loss)
-
-    @property
-    def variables(self):
-        return super().variables + self.inner_optimizer.variables
-
-    @property
-    def learning_rate(self):
-        return self.inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self.inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def iterations(self):
-        return self.inner_optimizer.iterations
-
-    def finalize_variable_values(self, var_list):
-        self.inner_optimizer.finalize_variable_values(var_list)
-
     def get_config(self) -> dict:
         layers = self.layers
-        return {
-            "name": self.name,
-            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+        return super().get_config() | {
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "mode": self.mode,
             "layers": list(layers) if isinstance(layers, tuple) else layers,
         }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("optimizer", "schedule"):
-            if isinstance(config[key], dict):
-                config[key] = keras.saving.deserialize_keras_object(
-                    config[key], custom_objects=custom_objects
-                )
-        return cls(**config)
 
 
 def _check_layers(layers):
