@@ -286,7 +286,7 @@ def test_norm_groups_perturb_each_group_as_if_trained_alone(grouped):
     model = _two_branch_model(optimizer)
     branches = [layer for layer in model.layers if layer.weights]
     if grouped:
-        optimizer._norm_groups = [b.trainable_variables for b in branches]
+        optimizer.set_norm_groups([b.trainable_variables for b in branches])
     for _ in range(6):
         model.train_on_batch([x1, x2], [y1, y2])
     for branch, (x, y) in zip(branches, [(x1, y1), (x2, y2)], strict=True):

@@ -75,16 +75,19 @@ class SAM(WrappingOptimizer):
         self.rho = _validation.check_float("rho", rho, low=0, low_open=True)
         self.adaptive = _validation.check_bool("adaptive", adaptive)
         self.eta = _validation.check_float("eta", eta, low=0)
-        self._norm_groups = None
+        self._norm_groups = {}
 
-    def __setattr__(self, name, value):
-        if name == "_norm_groups":
-            # Private, for compare's towers: lists of variables whose
-            # perturbation takes its own norm (by default one norm over all),
-            # kept as ids, out of Keras's variable tracking.
-            groups = value or ()
-            value = {id(v): i for i, group in enumerate(groups) for v in group}
-        super().__setattr__(name, value)
+    def set_norm_groups(self, groups):
+        """Gives each group of variables its own perturbation norm.
+
+        For independent models trained as parts of one model (as `keras_reg
+        compare` trains its runs): `groups` is a list of lists of variables,
+        one per part, each perturbed as if trained alone. Variables in no
+        group share one norm. Call it before the first step; it is not part
+        of the config.
+        """
+        # Kept as ids, out of Keras's tracking of the optimizer's variables.
+        self._norm_groups = {id(v): i for i, group in enumerate(groups) for v in group}
 
     def _refusal(self, optimizer):
         if isinstance(optimizer, SAM | keras.optimizers.LossScaleOptimizer):
