@@ -10,6 +10,8 @@ Two parts, in one process per backend:
   every 100 steps). Variants are interleaved round by round; a round is 100
   steps, so each round of the recomputing variant holds exactly one
   recomputation. Medians over rounds of the mean step time.
+- `pruning_mask_apply` (backends with a fast path: torch): applying one
+  mask in place against the portable `assign(w, w * mask)`.
 - `pruning_digits`: scikit-learn's digits (70% training, 30% test,
   stratified, standardized), a Dense(256)-ReLU-Dense(256)-ReLU-Dense(10)
   softmax MLP, Adam(1e-3), batch 32. Runs with the same seeds: no
@@ -27,6 +29,7 @@ Usage:
     KERAS_BACKEND=jax python benchmarks/bench_pruning.py --seeds 0 1 2 --l1 0.3
     KERAS_BACKEND=torch python benchmarks/bench_pruning.py --torch-threads 1
     python benchmarks/bench_pruning.py --skip-digits --rounds 5
+    KERAS_BACKEND=torch python benchmarks/bench_pruning.py --skip-digits --portable
 
 Targets (benchmark, not test): mask overhead <= 5% of the plain step; pruning
 at 90% sparsity within 1 point of the baseline's test accuracy.
@@ -101,10 +104,49 @@ def step_time(args):
         "frequency": args.frequency,
         "rounds": args.rounds,
         "torch_threads": args.torch_threads,
+        "portable": args.portable,
         "kernel_zero_fraction": round(float(np.mean(kernel == 0)), 4),
         **{f"{name}_ms": round(value, 3) for name, value in median.items()},
         "masks_only_overhead": round(median["masks_only"] / median["plain"] - 1, 4),
         "recomputing_overhead": round(median["recomputing"] / median["plain"] - 1, 4),
+    }
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def mask_apply_time(args):
+    """The in-place fast path against the portable `assign(w, w * mask)`,
+    on one `units x units` kernel at 90% sparsity, interleaved rounds."""
+    fast = keras_reg._backends.fast_path("pruning")
+    if fast is None:
+        return None
+    rng = np.random.default_rng(0)
+    shape = (args.units, args.units)
+    kernel = keras.Variable(rng.normal(size=shape).astype("float32"))
+    mask = keras.Variable((rng.random(shape) > 0.9).astype("float32"))
+
+    def portable():
+        kernel.assign(kernel * mask)
+
+    variants = {
+        "portable": portable,
+        "fast": lambda: fast.apply_masks([(kernel, mask)]),
+    }
+    times = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            for _ in range(100):
+                run()
+            times[name].append((time.perf_counter() - start) / 100 * 1e6)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    record = {
+        "benchmark": "pruning_mask_apply",
+        "backend": BACKEND,
+        "units": args.units,
+        "torch_threads": args.torch_threads,
+        **{f"{name}_us": round(value, 1) for name, value in median.items()},
+        "speedup": round(median["portable"] / median["fast"], 2),
     }
     print(json.dumps(record), flush=True)
     return record
@@ -216,9 +258,14 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--l1", type=float, default=0.3)
+    parser.add_argument(
+        "--portable", action="store_true", help="switch the backend fast paths off"
+    )
     _torch_threads.add_argument(parser)
     args = parser.parse_args(argv)
     _torch_threads.apply(args)
+    if args.portable:
+        keras_reg._backends.portable_only().__enter__()
 
     summary = {"benchmark": "pruning_summary", "backend": BACKEND}
     if not args.skip_step_time:
@@ -226,6 +273,8 @@ def main(argv=None):
         summary["masks_only_overhead"] = step["masks_only_overhead"]
         summary["recomputing_overhead"] = step["recomputing_overhead"]
         summary["overhead_ok"] = step["recomputing_overhead"] <= 0.05
+        if (apply := mask_apply_time(args)) is not None:
+            summary["fast_path_speedup"] = apply["speedup"]
     if not args.skip_digits:
         result = digits(args)
         print(json.dumps(result), flush=True)

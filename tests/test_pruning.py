@@ -1,5 +1,6 @@
 """Tests for keras_reg.pruning.Pruning and strip."""
 
+import contextlib
 import doctest
 import json
 import os
@@ -16,6 +17,7 @@ from helpers import (
 )
 
 from keras_reg import pruning
+from keras_reg._backends import portable_only
 from keras_reg.optimizers import Proximal
 from keras_reg.pruning import pruning as pruning_module
 from keras_reg.regularizers import L1
@@ -147,6 +149,26 @@ def test_structured_mode_zeroes_whole_dense_units_and_their_biases():
         assert np.count_nonzero(units == 0) == layer.units // 2
     np.testing.assert_array_equal(_np(model.layers[2].kernel), initial[2])
     np.testing.assert_array_equal(_np(model.layers[2].bias), np.ones(3))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the fast path is torch's only")
+@pytest.mark.parametrize("mode", ["layer", "structured"])
+def test_fast_path_and_portable_path_give_the_same_weights(mode):
+    x, y = _data()
+    trained = []
+    for context in (contextlib.nullcontext, portable_only):
+        model = _mlp()
+        _set_distinct_weights(model, seed=5)
+        schedule = pruning.PolynomialDecay(0.0, 0.6, 0, 4, frequency=2)
+        optimizer = pruning.Pruning(keras.optimizers.SGD(0.05), schedule, mode=mode)
+        model.compile(optimizer=optimizer, loss="mse")
+        with context():
+            for _ in range(6):
+                model.train_on_batch(x, y)
+        trained.append([_np(w) for w in model.weights])
+    for fast, portable in zip(*trained, strict=True):
+        np.testing.assert_array_equal(fast, portable)
+    assert np.mean(trained[0][0] == 0) >= 0.5  # the masks did prune
 
 
 def test_structured_mode_zeroes_whole_conv_filters():

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_reg import _validation
 from keras_reg._api import register
+from keras_reg._backends import fast_path
 from keras_reg.optimizers import _wrapper
 from keras_reg.optimizers._wrapper import WrappingOptimizer, find_wrapped
 from keras_reg.pruning.schedules import PruningSchedule
@@ -232,12 +233,20 @@ class Pruning(WrappingOptimizer):
             else:
                 ops.cond(update, refresh, lambda: None)
         targets = self._targets
-        for mask, kernel, bias in zip(
-            self._masks, targets.kernels, targets.biases, strict=True
-        ):
-            self.assign(kernel, kernel * mask)
-            if bias is not None:
-                self.assign(bias, bias * mask)
+        pairs = [
+            (variable, mask)
+            for mask, kernel, bias in zip(
+                self._masks, targets.kernels, targets.biases, strict=True
+            )
+            for variable in (kernel, bias)
+            if variable is not None
+        ]
+        fast = fast_path("pruning")
+        if fast is not None:
+            fast.apply_masks(pairs)
+            return
+        for variable, mask in pairs:
+            self.assign(variable, variable * mask)
 
     def get_config(self) -> dict:
         layers = self.layers
