@@ -194,6 +194,27 @@ def test_renorm_layer_gets_stddev_from_pooled_variance_and_keeps_renorm_state(
     np.testing.assert_array_equal(_numpy(layer.renorm_stddev), renorm_state[1])
 
 
+def test_ghost_batch_norm_gets_the_average_of_virtual_batch_moments():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(96, 3)) * [1.0, 2.0, 0.5] + [0.0, 3.0, -1.0]
+    x[:48] += 1.0  # batches differ: a pooled variance would be larger
+    x = x.astype("float32")
+    layer = keras_reg.layers.BatchNormalization(virtual_batch_size=8)
+    model = keras.Sequential([keras.Input((3,)), layer, keras.layers.Dense(1)])
+    _drive(StochasticWeightAveraging(0, data=x, batch_size=32), model)
+    # tf-keras's layout: in a batch of 32, virtual batch j holds rows j, j + 4,
+    # j + 8, ...; 12 virtual batches of 8 rows each, equally weighted.
+    virtual = [
+        x[start : start + 32][j::4].astype("float64")
+        for start in range(0, 96, 32)
+        for j in range(4)
+    ]
+    variance = np.mean([v.var(axis=0) for v in virtual], axis=0)
+    assert np.all(x.astype("float64").var(axis=0) > variance + 0.05)
+    np.testing.assert_allclose(_numpy(layer.moving_mean), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(_numpy(layer.moving_variance), variance, rtol=1e-5)
+
+
 def test_docstring_example_runs():
     import doctest
 

@@ -284,7 +284,11 @@ def _recompute_statistics(model, layers, batches):
                 )
                 delta = mean - means[index]
                 means[index] += delta * (rows / total)
-                squares[index] += variance * rows + delta**2 * (count * rows / total)
+                squares[index] += variance * rows
+                # Ghost batch normalization normalizes each virtual batch by
+                # its own moments: the spread between batches is left out.
+                if getattr(layers[index], "virtual_batch_size", None) is None:
+                    squares[index] += delta**2 * (count * rows / total)
             count = total
     finally:
         for layer, (momentum, renorm_momentum) in zip(layers, momenta, strict=True):
