@@ -1,8 +1,8 @@
 """Wall time of the default `python -m keras_reg compare` run.
 
 Runs the command exactly as a user would (a fresh process, the default
-arguments: digits, all nine techniques, 5 seeds, a 3-value strength grid,
-30 epochs) `--repeat` times, in a temporary output folder, and prints one
+arguments: digits, the ten default techniques, 5 seeds, a 3-value strength
+grid, 30 epochs) `--repeat` times, in a temporary output folder, and prints one
 JSON object per run and a summary. The process start, imports and file
 writing are included. Target (issue 19): <= 90 s on 2 CPU cores with
 TensorFlow.

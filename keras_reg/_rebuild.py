@@ -5,6 +5,8 @@ graphs re-run through `keras.models.clone_model`, Sequential models rebuilt
 layer by layer, and every variable then copied from the original.
 """
 
+import re
+
 import keras
 
 from keras_reg._validation import invalid_argument
@@ -124,6 +126,11 @@ def _final_layers(model, final=True):
     return found
 
 
+def final_layer_ids(model):
+    """Ids of the layers, at any depth, whose outputs are `model`'s outputs."""
+    return _final_layers(model)
+
+
 def _new_inputs(model):
     """New inputs for a functional model, named as its input layers.
 
@@ -141,6 +148,21 @@ def _new_inputs(model):
         ),
         model.input,
     )
+
+
+def _snake(layer):
+    """`DropBlock2D` -> `drop_block2d`, as Keras names layers by default."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _output_rank(layer):
+    """The rank of a layer's output in a Sequential model, or None if unknown."""
+    try:
+        output = layer.output
+    except (AttributeError, ValueError):  # never called, or called twice
+        return None
+    return len(output.shape) if isinstance(output, keras.KerasTensor) else None
 
 
 def penalized(selected):
@@ -167,6 +189,15 @@ class Rebuilder:
         self.clones = {}  # id(original) -> its one clone.
         self.origin = {}  # id(clone) -> original, for the call function.
         self.dropout_count = 0
+        # A dropout layer given as a template that takes inputs of one rank
+        # (SpatialDropout2D, DropBlock2D: 4-D) follows only the selected
+        # layers with outputs of that rank.
+        template = options["dropout"]
+        self.template_rank = None
+        if isinstance(template, keras.layers.Layer):
+            spec = template.input_spec
+            if isinstance(spec, keras.layers.InputSpec) and spec.ndim is not None:
+                self.template_rank = spec.ndim
 
     def rebuild(self, model):
         if isinstance(model, keras.Sequential):
@@ -223,12 +254,15 @@ class Rebuilder:
                 f"BatchNormalization after (layer `{original.name}` has several)",
                 self.options["layers"],
             )
-        for inserted in self._inserted(original):
+        for inserted in self._inserted(original, len(outputs.shape)):
             outputs = inserted(outputs)
         return outputs
 
-    def _inserted(self, original):
-        """New layers to place after `original`: BatchNormalization, Dropout."""
+    def _inserted(self, original, rank):
+        """New layers to place after `original`: BatchNormalization, Dropout.
+
+        `rank` is the rank of `original`'s output (None when unknown).
+        """
         inserted = []
         if self.options["batch_normalization"]:
             config = original.get_config()
@@ -240,15 +274,27 @@ class Rebuilder:
                     name=self._unique(f"{original.name}_batch_normalization"),
                 )
             )
-        if self.options["dropout"] is not None:
-            seed = self.options["seed"]
-            if seed is not None:
-                seed += self.dropout_count
-            self.dropout_count += 1
+        dropout = self.options["dropout"]
+        if dropout is None or (
+            self.template_rank is not None and rank != self.template_rank
+        ):
+            return inserted
+        count, self.dropout_count = self.dropout_count, self.dropout_count + 1
+        seed = self.options["seed"]
+        if isinstance(dropout, keras.layers.Layer):
+            config = dropout.get_config()
+            config["name"] = self._unique(f"{original.name}_{_snake(dropout)}")
+            config["dtype"] = _dtype_of(original)
+            if "seed" in config:
+                # Without `seed`, the template's own seed starts the count.
+                seed = config["seed"] if seed is None else seed
+                config["seed"] = None if seed is None else seed + count
+            inserted.append(type(dropout).from_config(config))
+        else:
             inserted.append(
                 Dropout(
-                    self.options["dropout"],
-                    seed=seed,
+                    dropout,
+                    seed=None if seed is None else seed + count,
                     dtype=_dtype_of(original),
                     name=self._unique(f"{original.name}_dropout"),
                 )
@@ -268,7 +314,7 @@ class Rebuilder:
         for layer in model.layers:
             new_layers.append(self._clone(layer))
             if id(layer) in self.insert_after:
-                new_layers.extend(self._inserted(layer))
+                new_layers.extend(self._inserted(layer, _output_rank(layer)))
         config = model.get_config()
         head = config["layers"][:1]
         if head and head[0]["class_name"] == "InputLayer":

@@ -51,6 +51,41 @@ def _check_regularizer(name, identifier):
     return regularizer
 
 
+def _dropout_classes():
+    """The layers `dropout` may give as a template: one input, one output."""
+    from keras_reg import layers as reg_layers
+
+    return (
+        keras.layers.Dropout,  # Keras's SpatialDropout layers subclass it
+        keras.layers.GaussianDropout,
+        keras.layers.GaussianNoise,
+        keras.layers.AlphaDropout,
+        reg_layers.Dropout,
+        reg_layers.SpatialDropout1D,
+        reg_layers.SpatialDropout2D,
+        reg_layers.SpatialDropout3D,
+        reg_layers.DropBlock2D,
+    )
+
+
+def _check_dropout(dropout):
+    if dropout is None:
+        return None
+    if isinstance(dropout, keras.layers.Layer):
+        if isinstance(dropout, _dropout_classes()):
+            return dropout
+    elif isinstance(dropout, (bool, int, float)) or hasattr(dropout, "__float__"):
+        return check_float("dropout", dropout, low=0, high=1, high_open=True)
+    raise invalid_argument(
+        "dropout",
+        "a float in [0, 1), a dropout layer to copy (Dropout, SpatialDropout1D, "
+        "SpatialDropout2D, SpatialDropout3D, DropBlock2D, GaussianDropout, "
+        "GaussianNoise or AlphaDropout, from keras_reg.layers or "
+        "keras.layers) or None",
+        dropout,
+    )
+
+
 def _selector(layers):
     """Returns a predicate `layer -> bool` for the `layers` argument."""
     if layers is None:
@@ -111,7 +146,7 @@ def regularize(
     *,
     kernel_regularizer: Any = None,
     bias_regularizer: Any = None,
-    dropout: float | None = None,
+    dropout: float | keras.layers.Layer | None = None,
     batch_normalization: bool = False,
     layers: str | Sequence[str] | Callable[[keras.layers.Layer], bool] | None = None,
     seed: int | None = None,
@@ -145,14 +180,22 @@ def regularize(
             anything `keras_reg.regularizers.get` accepts.
         bias_regularizer: Optional regularizer for their biases.
         dropout: Optional float in [0, 1): the rate of the Dropout inserted
-            after each selected layer.
+            after each selected layer. Or a dropout layer used as a template
+            (`keras_reg.layers.DropBlock2D(0.1, block_size=3)`,
+            `SpatialDropout2D`, ...; Keras's dropout layers too): each
+            insertion is a copy made from its config, with a unique name, the
+            selected layer's dtype policy and the next seed. A template that
+            takes inputs of one rank (4-D for the 2D layers) follows only the
+            selected layers whose output has that rank; if there is none,
+            ValueError.
         batch_normalization: Bool: whether to insert a BatchNormalization
             after each selected layer, on its channels axis.
         layers: Which layers to change, at any depth: None (every layer with
             a kernel), a regular expression matching whole layer names, a
             list of names (each must exist), or a callable `layer -> bool`.
         seed: Optional int in [0, 2**30]; the inserted Dropout layers get the
-            seeds `seed`, `seed + 1`, ... in call order.
+            seeds `seed`, `seed + 1`, ... in call order. Without it, copies
+            of a template with a seed count from the template's seed.
 
     Returns:
         A new model with the same weights and the added regularization.
@@ -181,8 +224,7 @@ def regularize(
     _check_rewritable(model)
     kernel_regularizer = _check_regularizer("kernel_regularizer", kernel_regularizer)
     bias_regularizer = _check_regularizer("bias_regularizer", bias_regularizer)
-    if dropout is not None:
-        dropout = check_float("dropout", dropout, low=0, high=1, high_open=True)
+    dropout = _check_dropout(dropout)
     batch_normalization = check_bool("batch_normalization", batch_normalization)
     # Each inserted Dropout takes the next seed; every backend's seed state
     # holds 31 bits.
@@ -205,5 +247,14 @@ def regularize(
         },
     )
     new_model = rebuilder.rebuild(model)
+    if rebuilder.template_rank is not None and not rebuilder.dropout_count:
+        raise invalid_argument(
+            "dropout",
+            f"a dropout layer that fits a selected layer's output (it takes "
+            f"{rebuilder.template_rank}-D inputs, and no selected layer that "
+            f"is not an output of the model has a {rebuilder.template_rank}-D "
+            "output)",
+            dropout,
+        )
     rebuilder.copy_weights()
     return new_model

@@ -28,7 +28,7 @@ import pytest
 from scipy import stats
 
 import keras_reg
-from keras_reg.compare import cli, data, plot, report, techniques, training
+from keras_reg.compare import cli, data, plot, report, techniques
 from keras_reg.compare.cli import main
 from tests.helpers import REPO_ROOT
 from tests.test_compare_verdicts import holm_reference, t_interval_reference
@@ -43,6 +43,7 @@ TECHNIQUE_NAMES = [
     "Dropout",
     "BatchNormalization",
     "EarlyStopping",
+    "SWA",
     "Combined",
 ]
 CLAIMS = [
@@ -52,6 +53,7 @@ CLAIMS = [
     "Dropout reduces overfitting",
     "BatchNormalization speeds up convergence",
     "EarlyStopping lowers the test loss",
+    "SWA lowers the test loss",
 ]
 OUTCOMES = ("holds", "does not hold", "inconclusive")
 # The strengths of `--grid 2`: each technique's grid ends, written out here
@@ -65,6 +67,7 @@ GRID_2 = {
     "Dropout": [0.2, 0.5],
     "BatchNormalization": [None],
     "EarlyStopping": [3, 10],
+    "SWA": [None],
     "Combined": [None],
 }
 GRID_2_LABELS = {
@@ -84,6 +87,7 @@ CLAIM_MEASURES = {
     "Dropout": "generalization_gap",
     "BatchNormalization": "epochs_to_threshold",
     "EarlyStopping": "test_data_loss",
+    "SWA": "test_data_loss",
 }
 DIRECTION_UP = {"L1 (proximal)", "ElasticNet"}
 
@@ -170,9 +174,12 @@ def assert_results_schema(doc, task, names, epochs, seeds, grid):
         "statistics",
         "techniques",
         "verdicts",
+        "sparsity_vs_accuracy",
+        "notes",
         "total_wall_time_s",
     }
     assert doc["schema_version"] == 2
+    assert isinstance(doc["notes"], list)
     assert doc["keras_reg_version"] == keras_reg.__version__
     assert doc["keras_version"] == keras.__version__
     assert doc["backend"] == BACKEND
@@ -266,6 +273,7 @@ def assert_results_schema(doc, task, names, epochs, seeds, grid):
             assert reached is None or 1 <= reached <= run["epochs_run"]
             assert 0 <= run["zero_weight_fraction"] <= 1
             assert run["zero_weight_fraction"] <= run["near_zero_weight_fraction"] <= 1
+            assert 0 <= run["zero_unit_fraction"] <= 1
             assert run["mean_abs_weight"] > 0
             assert isinstance(run["n_kernel_weights"], int)
             assert set(run["history"]) == {
@@ -287,6 +295,7 @@ def assert_results_schema(doc, task, names, epochs, seeds, grid):
                 "best_epoch",
                 "epochs_to_threshold",
                 "zero_weight_fraction",
+                "zero_unit_fraction",
                 "near_zero_weight_fraction",
                 "mean_abs_weight",
                 "n_kernel_weights",
@@ -509,7 +518,8 @@ def test_stdout_has_the_table_and_one_line_per_verdict(digits_run):
     lines = digits_run["stdout"].splitlines()
     assert lines[0].split()[:4] == ["technique", "strength", "train", "acc"]
     for name, t in zip(TECHNIQUE_NAMES, digits_run["doc"]["techniques"], strict=True):
-        row = next(line for line in lines[2:11] if line.startswith(name + " "))
+        rows = lines[2 : 2 + len(TECHNIQUE_NAMES)]
+        row = next(line for line in rows if line.startswith(name + " "))
         assert (t["chosen_label"] or "-") in row
     verdict_lines = [line for line in lines if line.split(": ")[0] in CLAIMS]
     assert verdict_lines == [v["text"] for v in digits_run["doc"]["verdicts"]]
@@ -522,11 +532,15 @@ def test_stdout_has_the_table_and_one_line_per_verdict(digits_run):
 def test_progress_line_shows_technique_strengths_seeds_and_eta(digits_run):
     lines = digits_run["stderr"].splitlines()
     # Towers: one per strength and seed, EarlyStopping's patiences share one.
-    towers = 2 * sum(len(GRID_2[n]) for n in TECHNIQUE_NAMES if n != "EarlyStopping")
+    # SWA averages the baseline's towers.
+    towers = 2 * sum(
+        len(GRID_2[n]) for n in TECHNIQUE_NAMES if n not in ("EarlyStopping", "SWA")
+    )
     towers += 2
     assert lines[0] == (
         "keras-reg compare: digits (classification, 300 train / 300 validation / "
-        f"597 test rows), 9 techniques, {towers} runs (2 seeds, grid 2) x 2 epochs, "
+        f"597 test rows), {len(TECHNIQUE_NAMES)} techniques, {towers} runs "
+        "(2 seeds, grid 2) x 2 epochs, "
         f"backend {BACKEND}"
     )
     # stderr is not a terminal: one line per technique, when it finishes.
@@ -535,8 +549,16 @@ def test_progress_line_shows_technique_strengths_seeds_and_eta(digits_run):
         zip(TECHNIQUE_NAMES, lines[1:], strict=True), start=1
     ):
         shown = f" [{GRID_2_LABELS[name]}]" if name in GRID_2_LABELS else ""
+        if name == "SWA":  # epochs int(0.75 * 2) + 1 = 2 to 2
+            assert re.fullmatch(
+                rf"\[{i}/{len(TECHNIQUE_NAMES)}\] SWA +seeds 3-4  the baseline's "
+                r"epochs 2-2 averaged  elapsed +\d+\.\ds  ETA +\d+\.\ds",
+                line,
+            ), line
+            continue
         pattern = (
-            rf"\[{i}/9\] {re.escape(name)} *{re.escape(shown)} seeds 3-4  epoch   "
+            rf"\[{i}/{len(TECHNIQUE_NAMES)}\] {re.escape(name)} *{re.escape(shown)} "
+            r"seeds 3-4  epoch   "
             r"2/2  elapsed +\d+\.\ds  ETA +\d+\.\ds"
         )
         assert re.fullmatch(pattern, line), line
@@ -885,6 +907,7 @@ def _fake_run(strength, seed, val, test):
         "best_epoch": 2,
         "epochs_to_threshold": None,
         "zero_weight_fraction": 0.0,
+        "zero_unit_fraction": 0.0,
         "near_zero_weight_fraction": 0.0,
         "mean_abs_weight": 0.1,
     }
@@ -997,14 +1020,14 @@ class _Terminal(io.StringIO):
 
 def _fake_clock(monkeypatch, times):
     ticks = iter(times)
-    monkeypatch.setattr(training.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(ticks))
 
 
 def test_progress_rewrites_one_live_line_on_a_terminal(monkeypatch):
     # Started at 0 s; 1 of 4 units after 2 s leaves 3 units at 2 s each.
     _fake_clock(monkeypatch, [0.0, 2.0, 3.0])
     stream = _Terminal()
-    progress = training.Progress(4, stream=stream)
+    progress = report.Progress(4, stream=stream)
     progress.update("[1/2] L2 [l2=0.001] seeds 0-1  epoch   1/2", 1)
     progress.update("[1/2] L2 [l2=0.001] seeds 0-1  epoch   2/2", 1)
     progress.finish()
@@ -1019,7 +1042,7 @@ def test_progress_rewrites_one_live_line_on_a_terminal(monkeypatch):
 def test_progress_prints_one_line_per_technique_off_a_terminal(monkeypatch):
     _fake_clock(monkeypatch, [0.0, 1.0, 4.0])
     stream = io.StringIO()
-    progress = training.Progress(2, stream=stream)
+    progress = report.Progress(2, stream=stream)
     progress.update("[1/1] baseline seed 0  epoch   1/2", 1)
     assert stream.getvalue() == ""
     progress.update("[1/1] baseline seed 0  epoch   2/2", 1)
@@ -1032,7 +1055,7 @@ def test_progress_prints_one_line_per_technique_off_a_terminal(monkeypatch):
 def test_quiet_progress_writes_nothing(monkeypatch):
     _fake_clock(monkeypatch, [0.0, 1.0])
     stream = _Terminal()
-    progress = training.Progress(1, stream=stream, quiet=True)
+    progress = report.Progress(1, stream=stream, quiet=True)
     progress.update("[1/1] baseline", 1)
     progress.finish()
     assert stream.getvalue() == ""
@@ -1094,7 +1117,8 @@ def _bad_cases(tmp):
         np.savez(npz[name], **arrays)
     not_npz = tmp / "text.npz"
     not_npz.write_text("x,y\n1,2\n")
-    valid = ", ".join(TECHNIQUE_NAMES)
+    valid = ", ".join(t.name for t in techniques.TECHNIQUES)
+    valid += "; or a set: default, all, sparsity"
     return {
         "missing_file": (
             ["--data", missing, "--target", "y"],
@@ -1372,8 +1396,12 @@ def test_help_explains_every_option_with_defaults(capsys):
         "or a .npz file with arrays x (rows x features) and y",
         "(default: scikit-learn's digits, no download)",
         "--target COLUMN target column of a CSV --data",
-        "--model FILE.py:FUNCTION FUNCTION(input_shape, output_size)",
-        "(default: the built-in MLP)",
+        "--model MODEL mlp (the built-in MLP), cnn (a built-in convolutional "
+        "model: the features as a square image, two 3x3 Conv2D with pooling "
+        "and a Dense layer; for DropBlock) or FUNCTION(input_shape, "
+        "output_size) in FILE.py",
+        "(default: mlp)",
+        "'default' (the ten without 'opt-in' below), 'all', 'sparsity'",
         "--task {auto,classification,regression}",
         "(default: auto)",
         "--epochs N epoch budget of every technique (default: 30)",
@@ -1388,7 +1416,8 @@ def test_help_explains_every_option_with_defaults(capsys):
     ):
         assert expected in text
     for technique in techniques.TECHNIQUES:
-        assert f"{technique.name} {technique.description}" in text
+        opt_in = "" if technique.default_run else "(opt-in) "
+        assert f"{technique.name} {opt_in}{technique.description}" in text
 
 
 def test_help_description_shows_a_single_percent_sign(capsys):

@@ -252,11 +252,15 @@ def test_claims_follow_table_order_and_need_their_technique_and_baseline():
     judged = verdicts.judge(_groups(seeds, [0.0, 1.0], **everything))
     assert [v["claim"] for v in judged] == [
         "L1 drives weights to exactly zero",
+        "Group lasso switches off whole units",
         "L2 keeps weights small",
         "ElasticNet pulls weights toward zero",
         "Dropout reduces overfitting",
+        "DropBlock reduces overfitting",
         "BatchNormalization speeds up convergence",
         "EarlyStopping lowers the test loss",
+        "SWA lowers the test loss",
+        "SAM lowers the test loss",
     ]
     # Plain L1 has no claim (it is judged on the proximal row).
     groups = _groups(seeds, [0.0, 1.0], Dropout=[0.0, 1.0])

@@ -376,6 +376,137 @@ def test_inserted_dropout_layers_get_consecutive_seeds_and_unique_names():
     ]
 
 
+def _conv_net(functional=False):
+    layers = [
+        keras.layers.Conv2D(4, 3, padding="same", name="conv_a"),
+        keras.layers.MaxPooling2D(name="pool"),
+        keras.layers.Conv2D(4, 3, padding="same", name="conv_b"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(6, name="hidden"),
+        keras.layers.Dense(3, name="output"),
+    ]
+    if not functional:
+        return keras.Sequential([keras.Input((8, 8, 1)), *layers], name="net")
+    x = inputs = keras.Input((8, 8, 1))
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="net")
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_spatial_template_goes_after_layers_with_4d_outputs_only(functional):
+    model = _conv_net(functional)
+    template = keras_reg.layers.DropBlock2D(0.15, block_size=3, seed=99)
+    regularized = keras_reg.regularize(model, dropout=template, seed=20)
+    names = [
+        layer.name
+        for layer in regularized.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    # Dense outputs are 2-D: no DropBlock after `hidden`.
+    assert names == [
+        "conv_a",
+        "conv_a_drop_block2d",
+        "pool",
+        "conv_b",
+        "conv_b_drop_block2d",
+        "flatten",
+        "hidden",
+        "output",
+    ]
+    copies = [regularized.get_layer(n) for n in names if n.endswith("block2d")]
+    assert all(type(c) is keras_reg.layers.DropBlock2D for c in copies)
+    assert all(c is not template for c in copies)
+    assert [(c.rate, c.block_size, c.seed) for c in copies] == [
+        (0.15, 3, 20),
+        (0.15, 3, 21),
+    ]
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(_np(regularized(x)), _np(model(x)))
+
+
+def test_template_copies_count_from_its_own_seed_without_seed():
+    copies = keras_reg.regularize(
+        _conv_net(), dropout=keras.layers.SpatialDropout2D(0.2, seed=5)
+    )
+    assert [
+        (layer.name, type(layer), layer.seed)
+        for layer in copies.layers
+        if "spatial" in layer.name
+    ] == [
+        ("conv_a_spatial_dropout2d", keras.layers.SpatialDropout2D, 5),
+        ("conv_b_spatial_dropout2d", keras.layers.SpatialDropout2D, 6),
+    ]
+
+
+def test_rank_free_template_goes_after_every_selected_layer():
+    model, _, _ = _trained_mlp()
+    regularized = keras_reg.regularize(
+        model, dropout=keras.layers.GaussianNoise(0.1), seed=3
+    )
+    assert [layer.name for layer in regularized.layers] == [
+        "hidden",
+        "hidden_gaussian_noise",
+        "middle",
+        "middle_gaussian_noise",
+        "output",
+    ]
+    noise = [layer for layer in regularized.layers if "gaussian_noise" in layer.name]
+    assert [layer.seed for layer in noise] == [3, 4]
+    assert [layer.stddev for layer in noise] == [0.1, 0.1]
+
+
+def test_spatial_template_with_no_4d_output_raises():
+    model, _, _ = _trained_mlp()
+    template = keras_reg.layers.DropBlock2D(0.1, block_size=3)
+    with pytest.raises(ValueError) as info:
+        keras_reg.regularize(model, dropout=template)
+    assert str(info.value) == invalid_message(
+        "dropout",
+        "a dropout layer that fits a selected layer's output (it takes 4-D "
+        "inputs, and no selected layer that is not an output of the model has "
+        "a 4-D output)",
+        template,
+    )
+
+
+@pytest.mark.parametrize(
+    "dropout",
+    [
+        "0.5",
+        keras.layers.Dense(3),
+        keras_reg.layers.StochasticDepth(0.1),
+        keras_reg.layers.Dropout,
+    ],
+)
+def test_dropout_that_is_no_rate_nor_dropout_layer_raises(dropout):
+    model, _, _ = _trained_mlp()
+    with pytest.raises(ValueError) as info:
+        keras_reg.regularize(model, dropout=dropout)
+    assert str(info.value) == invalid_message(
+        "dropout",
+        "a float in [0, 1), a dropout layer to copy (Dropout, SpatialDropout1D, "
+        "SpatialDropout2D, SpatialDropout3D, DropBlock2D, GaussianDropout, "
+        "GaussianNoise or AlphaDropout, from keras_reg.layers or keras.layers) "
+        "or None",
+        dropout,
+    )
+
+
+def test_model_with_template_copies_saves_and_loads(tmp_path):
+    regularized = keras_reg.regularize(
+        _conv_net(), dropout=keras_reg.layers.DropBlock2D(0.1, block_size=2), seed=1
+    )
+    path = str(tmp_path / "net.keras")
+    regularized.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.name for layer in loaded.layers] == [
+        layer.name for layer in regularized.layers
+    ]
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(_np(loaded(x)), _np(regularized(x)))
+
+
 def test_wrapped_layers_get_penalties():
     model = keras.Sequential(
         [

@@ -17,9 +17,10 @@ from keras_reg.compare import techniques as techniques_lib
 
 EXIT_USAGE = 2
 # 30 epochs: the baseline's validation loss bottoms out near epoch 5 and has
-# clearly risen by 30. With five seeds the strictest Holm level over six
-# claims (0.05 / 6) needs a paired t of 4.85 (4 degrees of freedom); with
-# three it would need 10.9, which only a huge, steady effect reaches.
+# clearly risen by 30. With five seeds the strictest Holm level over the
+# default run's seven claims (0.05 / 7) needs a paired t of 5.07 (4 degrees
+# of freedom); with three it would need 11.8, which only a huge, steady
+# effect reaches.
 # benchmarks/compare_speed.py measures the default run.
 DEFAULT_EPOCHS = 30
 DEFAULT_BATCH_SIZE = 32
@@ -53,7 +54,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _technique_help():
     return "\n".join(
-        f"  {t.name:<19} {t.description}" for t in techniques_lib.TECHNIQUES
+        f"  {t.name:<23} {'' if t.default_run else '(opt-in) '}{t.description}"
+        for t in techniques_lib.TECHNIQUES
     )
 
 
@@ -98,11 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--model",
-        metavar="FILE.py:FUNCTION",
-        help="FUNCTION(input_shape, output_size) in FILE.py returns the Keras "
-        "model (Sequential or functional, compiled or not) to compare on "
-        "instead of the built-in MLP; techniques are added with "
-        "keras_reg.regularize (default: the built-in MLP)",
+        metavar="MODEL",
+        help="mlp (the built-in MLP), cnn (a built-in convolutional model: "
+        "the features as a square image, two 3x3 Conv2D with pooling and a "
+        "Dense layer; for DropBlock) or FUNCTION(input_shape, output_size) in "
+        "FILE.py, which returns the Keras model (Sequential or functional, "
+        "compiled or not); techniques are added with keras_reg.regularize "
+        "(default: mlp)",
     )
     compare.add_argument(
         "--task",
@@ -117,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="techniques to train, comma- or space-separated; names match "
         "ignoring case, spaces and punctuation (l1proximal is 'L1 (proximal)'); "
-        "the baseline is always trained (default: all)",
+        "a set name stands for its techniques: 'default' (the ten without "
+        "'opt-in' below), 'all', 'sparsity' (L1 (proximal), Group lasso "
+        "(proximal) and Pruning at the sparsities they reach); the baseline "
+        "is always trained (default: default)",
     )
     compare.add_argument(
         "--epochs",
@@ -222,7 +229,7 @@ def _check_arguments(args):
         raise UsageError("--data needs --target COLUMN, the column to predict")
     names = [
         part
-        for item in (args.techniques or [t.name for t in techniques_lib.TECHNIQUES])
+        for item in (args.techniques or ["default"])
         for part in item.split(",")
         if part.strip()
     ]
@@ -245,6 +252,10 @@ def _load_data(args):
         raise UsageError(str(e)) from None
 
 
+def _seeds_text(seeds):
+    return f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def run_compare(
     args: argparse.Namespace,
     stdout: IO[str] | None = None,
@@ -254,7 +265,14 @@ def run_compare(
     import keras
 
     import keras_reg
-    from keras_reg.compare import models, plot, report, training, verdicts
+    from keras_reg.compare import (
+        models,
+        plot,
+        report,
+        sparsity,
+        training,
+        verdicts,
+    )
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -271,7 +289,28 @@ def run_compare(
     settings = training.Settings(args.epochs, args.batch_size, seeds, args.grid)
     splits = {seed: problem.split(seed) for seed in seeds}
     backend = keras.backend.backend()
-    towers = {t.name: training.tower_count(t, settings) for t in chosen}
+    notes = []
+    for technique in list(chosen):
+        note = training.skip_note(technique, build, seeds[0])
+        if note is not None:
+            chosen.remove(technique)
+            notes.append(note)
+    names = {t.name for t in chosen}
+    matching = sparsity.PRUNING in names and bool(names & set(sparsity.SOURCES))
+
+    def planned(technique):
+        if matching and technique.name == sparsity.PRUNING:
+            # At most one target per proximal strength.
+            values = [
+                v
+                for t in chosen
+                if t.name in sparsity.SOURCES
+                for v in t.values(args.grid)
+            ]
+            return training.tower_count(technique, settings, values)
+        return training.tower_count(technique, settings)
+
+    towers = {t.name: planned(t) for t in chosen}
     if not args.quiet:
         print(
             f"keras-reg compare: {problem.source} ({problem.task}, "
@@ -282,24 +321,42 @@ def run_compare(
             file=stderr,
             flush=True,
         )
-    progress = training.Progress(
+    progress = report.Progress(
         sum(towers.values()) * args.epochs, stream=stderr, quiet=args.quiet
     )
     summaries = []
+    matched = {}
     width = max(len(t.name) for t in chosen)
+    # SWA changes no training step: it averages the baseline's training.
+    swa = next((t for t in chosen if t.swa), None)
+    riding = None
     for i, technique in enumerate(chosen, start=1):
-        runs, wall = training.train_technique(
-            technique,
-            problem,
-            splits,
-            settings,
-            build,
-            progress,
-            f"[{i}/{len(chosen)}] {technique.name:<{width}}",
-        )
+        prefix = f"[{i}/{len(chosen)}] {technique.name:<{width}}"
+        values = None
+        if matching and technique.name == sparsity.PRUNING:
+            matched = sparsity.targets(summaries)
+            values = sparsity.pruning_values(matched)
+        if technique.swa:
+            runs, wall = riding
+            start = technique.swa_start(args.epochs)
+            progress.update(
+                f"{prefix} {_seeds_text(seeds)}  the baseline's epochs "
+                f"{start + 1}-{args.epochs} averaged",
+                0,
+            )
+            progress.finish()
+        elif technique.name == "baseline" and swa is not None:
+            runs, wall, *riding = training.train_technique(
+                technique, problem, splits, settings, build, progress, prefix, swa=swa
+            )
+        else:
+            runs, wall = training.train_technique(
+                technique, problem, splits, settings, build, progress, prefix, values
+            )
         summaries.append(
             report.summarize(technique, runs, problem.task, args.epochs, wall)
         )
+    sparse = sparsity.section(summaries, matched, problem.task)
     judged = verdicts.judge(
         {
             s["name"]: {"seeds": seeds, "runs": s.pop("chosen_numbers")}
@@ -311,6 +368,13 @@ def run_compare(
     print(file=stdout)
     for verdict in judged:
         print(verdict["text"], file=stdout)
+    if sparse is not None:
+        print(file=stdout)
+        print(sparsity.format_section(sparse, len(seeds)), file=stdout)
+    if notes:
+        print(file=stdout)
+    for note in notes:
+        print(f"Note: {note}", file=stdout)
     stdout.flush()
 
     if problem.task == "classification":
@@ -324,14 +388,18 @@ def run_compare(
         "backend": backend,
         "settings": settings.describe()
         | {
-            "model": args.model or "built-in MLP",
-            "hidden_units": None if args.model else list(training.HIDDEN_UNITS),
+            "model": models.describe(args.model),
+            "hidden_units": (
+                list(models.HIDDEN_UNITS) if args.model in (None, "mlp") else None
+            ),
         },
         "data": problem.describe(),
         "threshold": threshold,
         "statistics": STATISTICS,
         "techniques": summaries,
         "verdicts": judged,
+        "sparsity_vs_accuracy": sparse,
+        "notes": notes,
         "total_wall_time_s": time.perf_counter() - started,
     }
     json_path, csv_path, png_path = (os.path.join(args.output, f) for f in FILES)

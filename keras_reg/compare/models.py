@@ -1,4 +1,8 @@
-"""The model `keras-reg compare` trains: the built-in MLP or the user's.
+"""The model `keras-reg compare` trains: the built-in MLP or CNN, or the user's.
+
+`--model cnn` is the built-in convolutional model (`builtin_cnn`):
+the features as a square one-channel image (digits: 8x8x1), for DropBlock;
+it needs a number of features that is a perfect square.
 
 `--model FILE.py:FUNCTION` names a function `FUNCTION(input_shape,
 output_size)` that returns a Keras model, compiled or not. It is called once
@@ -18,7 +22,44 @@ import keras
 
 import keras_reg
 from keras_reg import _rebuild
-from keras_reg.compare import training
+
+HIDDEN_UNITS = (256, 256)
+
+
+def builtin_model(input_shape, output_size):
+    """The default model: a wide two-hidden-layer MLP that overfits digits."""
+    layers = [keras.Input(input_shape)]
+    layers += [keras.layers.Dense(n, activation="relu") for n in HIDDEN_UNITS]
+    activation = "softmax" if output_size > 1 else None
+    layers.append(keras.layers.Dense(output_size, activation=activation))
+    return keras.Sequential(layers, name="mlp")
+
+
+def outputs_probabilities(model) -> bool:
+    """Whether `model`'s output is a softmax (else logits, for classification)."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return activation is keras.activations.softmax or type(last).__name__ == "Softmax"
+
+
+def builtin_cnn(input_shape, output_size):
+    """`--model cnn`: the features as a square one-channel image, two 3x3
+    convolutions with pooling, and a Dense head."""
+    side = int(round(input_shape[0] ** 0.5))
+    activation = "softmax" if output_size > 1 else None
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Reshape((side, side, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(output_size, activation=activation),
+        ],
+        name="cnn",
+    )
 
 
 class ModelError(ValueError):
@@ -80,11 +121,32 @@ def _check(model, spec, output_size):
         raise ModelError(f"{where} cannot be rewritten: {_one_line(e)}") from None
 
 
+BUILTIN = {"mlp": "built-in MLP", "cnn": "built-in CNN"}
+
+
+def describe(spec):
+    """The `model` entry of results.json's settings."""
+    return BUILTIN.get(spec or "mlp", spec)
+
+
 def builder(spec, problem):
     """Returns `build(seed) -> (model, optimizer or None)`, checked once now."""
     input_shape = (problem.n_features,)
     output_size = problem.n_classes or 1
-    function = training.builtin_model if spec is None else _load_function(spec)
+    if spec == "cnn":
+        side = int(round(problem.n_features**0.5))
+        if side * side != problem.n_features:
+            raise ModelError(
+                "--model cnn needs a number of features that is a perfect "
+                f"square, to read as a square image (got {problem.n_features})"
+            )
+        function = builtin_cnn
+    elif spec is None or spec == "mlp":
+        function = builtin_model
+    else:
+        function = _load_function(spec)
+    if spec in BUILTIN:
+        spec = None
     cache = {}
 
     def build(seed):

@@ -37,6 +37,7 @@ seconds, and a number that is not finite (a diverged run) is written as null::
             "epochs_run": int, "best_epoch": int,
             "epochs_to_threshold": int or null,    # null: never reached
             "zero_weight_fraction": float,  # kernel weights exactly 0.0
+            "zero_unit_fraction": float,    # units (last kernel axis) all 0.0
             "near_zero_weight_fraction": float,    # |w| < 1e-3
             "mean_abs_weight": float, "n_kernel_weights": int,
             "history": {"val_data_loss": [float], "train_metric": [float],
@@ -47,8 +48,24 @@ seconds, and a number that is not finite (a diverged run) is written as null::
                     "outcome": "holds" | "does not hold" | "inconclusive",
                     "effect": float, "ci_low": float, "ci_high": float,
                     "p_holm": float, "differences": [float], "text": str}],
+      "sparsity_vs_accuracy": null or {     # when Pruning runs with a
+                                            # proximal technique
+        "metric": "accuracy" | "mse", "difference": str, "correction": str,
+        "rows": [{"technique": str, "strength": number, "label": str,
+                  "target_sparsity": float,  # Pruning's target: the mean
+                                             # sparsity reached
+                  "sparsity" | "test_metric" | "pruning_sparsity"
+                  | "pruning_test_metric": {"mean", "ci_low", "ci_high"},
+                  "seeds": [int], "differences": [float],  # technique -
+                                                           # Pruning
+                  "effect": float, "ci_low": float, "ci_high": float,
+                  "p_value": float, "p_holm": float}]},
+      "notes": [str],                       # e.g. a technique skipped
       "total_wall_time_s": float
     }
+
+Schema 2 gained keys only (compare 2.1): `zero_unit_fraction`,
+`sparsity_vs_accuracy` and `notes`.
 
 MEASURE is one of `MEASURES`. For the statistics a run that never reaches
 the training threshold counts `epochs + 1` epochs to it. results.csv has one
@@ -58,6 +75,8 @@ row per technique with the columns of `CSV_COLUMNS`.
 import csv
 import json
 import math
+import sys
+import time
 
 import numpy as np
 
@@ -75,6 +94,7 @@ MEASURES = (
     "mean_abs_weight",
     "epochs_to_threshold",
     "epochs_run",
+    "zero_unit_fraction",
 )
 CSV_COLUMNS = (
     "technique",
@@ -236,3 +256,34 @@ def write_csv(path: str, techniques: list[dict], task: str) -> None:
             for measure in MEASURES:
                 cells += [repr(float(v)) for v in t["summary"][measure].values()]
             writer.writerow([*cells, f"{t['wall_time_s']:.3f}"])
+
+
+class Progress:
+    """One line: technique, strengths, seeds, epoch and an ETA.
+
+    On a terminal the line is rewritten every epoch; elsewhere (a log file,
+    a pipe) it is printed once per technique, when it finishes.
+    """
+
+    def __init__(self, total_units, stream=None, quiet=False):
+        self.total = total_units
+        self.done = 0
+        self.started = time.perf_counter()
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.quiet = quiet
+        self.line = ""
+
+    def update(self, prefix, units):
+        self.done += units
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        self.line = f"{prefix}  elapsed {elapsed:5.1f}s  ETA {eta:5.1f}s"
+        if self.live and not self.quiet:
+            self.stream.write("\r" + self.line + " " * 4)
+            self.stream.flush()
+
+    def finish(self):
+        if not self.quiet:
+            self.stream.write(("\r" if self.live else "") + self.line + "\n")
+            self.stream.flush()

@@ -1,8 +1,9 @@
 """The techniques that `keras-reg compare` trains, one table entry each.
 
-A technique is data: a kernel regularizer, Dropout and BatchNormalization
-added to the model by `keras_reg.regularize`, an optional EarlyStopping, an
-optional optimizer wrapper, and, for a technique with a strength, the grid of
+A technique is data: a kernel regularizer, Dropout (or DropBlock) and
+BatchNormalization added to the model by `keras_reg.regularize`, an optional
+EarlyStopping or StochasticWeightAveraging, an optional optimizer wrapper
+(Proximal, SAM, Pruning), and, for a technique with a strength, the grid of
 strengths to try (chosen on validation data). Every technique shares the
 model, optimizer, seeds and epoch budget, so a difference in the results
 comes from the technique alone.
@@ -13,6 +14,7 @@ import re
 
 import numpy as np
 
+from keras_reg import layers as reg_layers
 from keras_reg import regularizers as reg_regularizers
 
 # The strength grids (`--grid N` values, geometric for factors, linear for a
@@ -25,6 +27,19 @@ L1_PROXIMAL_GRID, L1_PROXIMAL_DEFAULT = (0.1, 1.0), 0.3
 L2_GRID, L2_DEFAULT = (1e-4, 1e-2), 1e-3
 DROPOUT_GRID, DROPOUT_DEFAULT = (0.2, 0.5), 0.5
 PATIENCE_GRID, PATIENCE_DEFAULT = (3, 10), 5
+# DropBlock's rate on the 8x8 and 4x4 maps of `--model cnn`, blocks of 3x3.
+DROP_BLOCK_GRID, DROP_BLOCK_DEFAULT, DROP_BLOCK_SIZE = (0.05, 0.2), 0.1, 3
+# SAM's radius around Foret et al.'s 0.05.
+RHO_GRID, RHO_DEFAULT = (0.01, 0.1), 0.05
+# Group lasso's factor: block soft-thresholding shrinks each hidden unit's
+# incoming weights by learning_rate * factor * sqrt(group size) a step. On
+# digits (30 epochs) 0.2 zeroes almost no unit, 0.55 about a third, 0.9
+# nearly all (accuracy 0.1): a sharp transition.
+GROUP_LASSO_GRID, GROUP_LASSO_DEFAULT = (0.2, 0.6), 0.35
+# Pruning's target sparsity when no proximal technique sets it.
+SPARSITY_GRID, SPARSITY_DEFAULT = (0.5, 0.9), 0.8
+# SWA averages the weights of the last quarter of the epochs (no grid).
+SWA_START = 0.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +62,14 @@ class Technique:
         early_stopping: whether EarlyStopping (restoring the best weights)
             watches the validation loss; it changes no training step, so
             its runs share the baseline's training.
+        dropout_layer: "DropBlock2D": the dropout layer the "rate" strength
+            goes to, after the layers with 4-D (image) outputs only.
+        optimizer: "SAM" (strength "rho") or "Pruning" (strength
+            "sparsity") wraps the run's optimizer.
+        swa: whether StochasticWeightAveraging averages the weights of the
+            epochs from `SWA_START` of the budget; it changes no training
+            step either.
+        default_run: whether it runs without `--techniques`.
     """
 
     name: str
@@ -59,6 +82,10 @@ class Technique:
     batch_normalization: bool = False
     dropout: float | None = None
     early_stopping: bool = False
+    dropout_layer: str | None = None
+    optimizer: str | None = None
+    swa: bool = False
+    default_run: bool = True
 
     def values(self, n: int) -> list:
         """The strengths to try: `n` values over the grid, or the default."""
@@ -67,7 +94,7 @@ class Technique:
         if n == 1:
             return [self.default]
         low, high = self.grid
-        if self.strength == "rate":
+        if self.strength in ("rate", "sparsity"):
             return [round(float(v), 4) for v in np.linspace(low, high, n)]
         if self.strength == "patience":
             return sorted({int(round(v)) for v in np.geomspace(low, high, n)})
@@ -77,12 +104,20 @@ class Technique:
         """The arguments of `keras_reg.regularize` at strength `value`."""
         kwargs = {"batch_normalization": self.batch_normalization}
         rate = value if self.strength == "rate" else self.dropout
-        if rate:
+        if rate and self.dropout_layer is not None:
+            kwargs["dropout"] = getattr(reg_layers, self.dropout_layer)(
+                rate, block_size=DROP_BLOCK_SIZE
+            )
+        elif rate:
             kwargs["dropout"] = rate
         if self.regularizer is not None:
             if self.regularizer == "ElasticNet":
                 l2 = L2_DEFAULT if value is None else value
                 factors = {"l1": l2 / 10, "l2": l2}
+            elif self.regularizer == "GroupLasso":
+                # Dense kernels: one group per unit; `training` regroups the
+                # kernels of other ranks (Conv2D: one per filter).
+                factors = {"factor": value, "axis": 0}
             else:
                 factors = {self.strength: value}
             if self.proximal:
@@ -101,6 +136,8 @@ class Technique:
             return ""
         if self.strength == "l1_l2":
             return f"l1={value / 10:.3g}, l2={value:.3g}"
+        if self.strength == "sparsity":  # matched ones have many digits
+            return f"sparsity={value:.4g}"
         return f"{self.strength}={value:g}"
 
     def patience(self, value):
@@ -119,8 +156,15 @@ class Technique:
                 "batch_normalization",
                 "dropout",
                 "early_stopping",
+                "dropout_layer",
+                "optimizer",
+                "swa",
             )
         }
+
+    def swa_start(self, epochs: int) -> int:
+        """SWA's first averaged epoch (0-based) for an epoch budget."""
+        return min(epochs - 1, int(SWA_START * epochs))
 
 
 TECHNIQUES: tuple[Technique, ...] = (
@@ -142,6 +186,26 @@ TECHNIQUES: tuple[Technique, ...] = (
         regularizer="L1",
         proximal=True,
     ),
+    Technique(
+        "Group lasso (proximal)",
+        "GroupLasso on each kernel's units (filters), applied as a proximal step",
+        "factor",
+        GROUP_LASSO_GRID,
+        GROUP_LASSO_DEFAULT,
+        regularizer="GroupLasso",
+        proximal=True,
+        default_run=False,
+    ),
+    Technique(
+        "Pruning",
+        "magnitude pruning (keras_reg.pruning, per layer, polynomial schedule); "
+        "at the sparsities the proximal techniques reached when they run",
+        "sparsity",
+        SPARSITY_GRID,
+        SPARSITY_DEFAULT,
+        optimizer="Pruning",
+        default_run=False,
+    ),
     Technique("L2", "L2 kernel penalty", "l2", L2_GRID, L2_DEFAULT, regularizer="L2"),
     Technique(
         "ElasticNet",
@@ -159,6 +223,16 @@ TECHNIQUES: tuple[Technique, ...] = (
         DROPOUT_DEFAULT,
     ),
     Technique(
+        "DropBlock",
+        f"DropBlock2D (blocks of {DROP_BLOCK_SIZE}x{DROP_BLOCK_SIZE}) after each "
+        "layer with an image output (convolutional models only)",
+        "rate",
+        DROP_BLOCK_GRID,
+        DROP_BLOCK_DEFAULT,
+        dropout_layer="DropBlock2D",
+        default_run=False,
+    ),
+    Technique(
         "BatchNormalization",
         "BatchNormalization after each hidden layer",
         batch_normalization=True,
@@ -170,6 +244,21 @@ TECHNIQUES: tuple[Technique, ...] = (
         PATIENCE_GRID,
         PATIENCE_DEFAULT,
         early_stopping=True,
+    ),
+    Technique(
+        "SWA",
+        "StochasticWeightAveraging of the last quarter of the epochs "
+        "(averages the baseline's training)",
+        swa=True,
+    ),
+    Technique(
+        "SAM",
+        "sharpness-aware minimization around the optimizer, each batch twice",
+        "rho",
+        RHO_GRID,
+        RHO_DEFAULT,
+        optimizer="SAM",
+        default_run=False,
     ),
     Technique(
         "Combined",
@@ -187,18 +276,31 @@ def _key(name):
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+# Named sets for `--techniques`.
+PRESETS = {
+    "default": tuple(t.name for t in TECHNIQUES if t.default_run),
+    "all": tuple(t.name for t in TECHNIQUES),
+    "sparsity": ("L1 (proximal)", "Group lasso (proximal)", "Pruning"),
+}
+
+
 def resolve(names: list[str]) -> list[Technique]:
     """Returns the techniques for `names`, in table order, baseline first.
 
     Names match ignoring case, spaces and punctuation ("l1proximal" is
-    "L1 (proximal)"). The verdicts compare each technique with the baseline,
-    so the baseline is always trained. Raises ValueError naming an unknown
-    technique and listing the valid ones.
+    "L1 (proximal)"); a preset name (`PRESETS`: default, all, sparsity)
+    stands for its techniques. The verdicts compare each technique with the
+    baseline, so the baseline is always trained. Raises ValueError naming an
+    unknown technique and listing the valid ones.
     """
     lowered = {_key(t.name): t for t in TECHNIQUES}
     valid = ", ".join(t.name for t in TECHNIQUES)
+    valid += f"; or a set: {', '.join(PRESETS)}"
     chosen = []
     for raw in names:
+        if _key(raw) in PRESETS:
+            chosen += [lowered[_key(name)] for name in PRESETS[_key(raw)]]
+            continue
         if _key(raw) not in lowered:
             raise ValueError(f"unknown technique {raw.strip()!r}; valid: {valid}")
         chosen.append(lowered[_key(raw)])
@@ -207,4 +309,4 @@ def resolve(names: list[str]) -> list[Technique]:
     return [t for t in TECHNIQUES if t in chosen or t.name == "baseline"]
 
 
-__all__ = ["TECHNIQUES", "Technique", "resolve"]
+__all__ = ["PRESETS", "TECHNIQUES", "Technique", "resolve"]

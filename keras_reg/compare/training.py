@@ -14,6 +14,18 @@ every epoch with that seed. Each epoch uses the full batches of the split.
 EarlyStopping changes no training step: its runs are plain towers, and one
 `keras_reg.callbacks.EarlyStopping` per patience watches each tower's
 validation loss through a stand-in model and keeps its best weights.
+StochasticWeightAveraging changes no training step either: it rides on the
+baseline's training. One callback, driven by hand, averages the baseline's
+whole tower model (elementwise, so tower by tower); once the baseline's
+numbers are taken, the average is swapped in and SWA's are.
+
+Three optimizer wrappers need care to keep towers independent. SAM's
+perturbation takes one gradient norm over its variables: it is given one
+norm group per tower. SAM spreads an update over two train steps (ascent,
+then descent), so each batch is fed twice in a row: Foret et al.'s exact
+update, and as many updates per epoch as the baseline. Pruning's schedule is
+one per optimizer: its towers (per-layer masks, so per tower) share one
+target sparsity, and each target is its own tower model.
 
 Numbers are measured in inference mode on whole splits. The curves and
 EarlyStopping use the data loss (cross-entropy or MSE without the weight
@@ -21,18 +33,17 @@ penalties), so that regularized runs compare with the baseline.
 """
 
 import dataclasses
-import sys
 import time
 
 import keras
 import numpy as np
 
 import keras_reg
+from keras_reg.compare.apply import add_technique, make_optimizer, pruning_schedule
 from keras_reg.compare.data import Problem
+from keras_reg.compare.models import outputs_probabilities
 from keras_reg.compare.techniques import Technique
 
-HIDDEN_UNITS = (256, 256)
-LEARNING_RATE = 1e-3
 # Training accuracy a classifier must reach for "epochs to threshold", and, for
 # regression, the training R^2 (on the standardized target, MSE <= 1 - R^2).
 ACCURACY_THRESHOLD = 0.95
@@ -55,33 +66,6 @@ class Settings:
         return dataclasses.asdict(self) | {"seeds": list(self.seeds)}
 
 
-def builtin_model(input_shape, output_size):
-    """The default model: a wide two-hidden-layer MLP that overfits digits."""
-    layers = [keras.Input(input_shape)]
-    layers += [keras.layers.Dense(n, activation="relu") for n in HIDDEN_UNITS]
-    activation = "softmax" if output_size > 1 else None
-    layers.append(keras.layers.Dense(output_size, activation=activation))
-    return keras.Sequential(layers, name="mlp")
-
-
-def outputs_probabilities(model) -> bool:
-    """Whether `model`'s output is a softmax (else logits, for classification)."""
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return activation is keras.activations.softmax or type(last).__name__ == "Softmax"
-
-
-def _optimizer(base, technique):
-    """A fresh optimizer from `base`'s config; Proximal-wrapped if needed."""
-    if base is None:
-        optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
-    else:
-        optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(base))
-    if technique.proximal:
-        optimizer = keras_reg.optimizers.Proximal(optimizer)
-    return optimizer
-
-
 class _Stand_in:
     """The model EarlyStopping watches for one tower: it keeps what it restores."""
 
@@ -97,26 +81,45 @@ class _Stand_in:
         self.restored = [np.array(w, copy=True) for w in weights]
 
 
+def _kernels(model):
+    return [
+        keras.ops.convert_to_numpy(v).astype("float64")
+        for v in model.weights
+        if v.name in _KERNEL_NAMES
+    ]
+
+
 def _kernel_weights(model):
-    return np.concatenate(
-        [
-            keras.ops.convert_to_numpy(v).astype("float64").ravel()
-            for v in model.weights
-            if v.name in _KERNEL_NAMES
-        ]
-    )
+    return np.concatenate([k.ravel() for k in _kernels(model)])
+
+
+def _zero_unit_fraction(model):
+    """The fraction of units (last-axis slices of the kernels: Dense units,
+    Conv filters) whose kernel weights are all exactly 0."""
+    zero = [np.all(k.reshape(-1, k.shape[-1]) == 0, axis=0) for k in _kernels(model)]
+    return float(np.mean(np.concatenate(zero)))
 
 
 class Group:
     """The towers of one technique: its runs, model, training and numbers."""
 
-    def __init__(self, technique: Technique, problem: Problem, splits, settings, build):
+    def __init__(
+        self,
+        technique: Technique,
+        problem: Problem,
+        splits,
+        settings,
+        build,
+        values=None,
+        swa=None,
+    ):
         self.technique = technique
         self.problem = problem
         self.splits = splits
         self.settings = settings
         self.classification = problem.task == "classification"
-        values = technique.values(settings.grid)
+        if values is None:
+            values = technique.values(settings.grid)
         tower_values = [None] if technique.strength == "patience" else values
         self.runs = [(v, s) for v in values for s in settings.seeds]
         self.towers = []
@@ -127,10 +130,9 @@ class Group:
         for value in tower_values:
             for seed in settings.seeds:
                 base, optimizer = build(seed)
-                kwargs = technique.regularize_kwargs(value)
                 # Distinct Dropout seeds per compare seed (at most 1,000
                 # Dropout layers per model).
-                tower = keras_reg.regularize(base, seed=seed * 1000, **kwargs)
+                tower = add_technique(base, technique, value, seed * 1000)
                 tower.name = f"tower_{len(self.towers)}"
                 self.towers.append((value, seed, tower))
                 outputs.append(tower(inputs[seed]))
@@ -142,8 +144,19 @@ class Group:
             [keras.layers.Reshape((1, -1))(output) for output in outputs]
         )
         self.model = keras.Model([inputs[s] for s in settings.seeds], stacked)
+        n = len(splits[settings.seeds[0]].y_train)
+        self.steps = n // min(settings.batch_size, n)
+        schedule = None
+        if technique.optimizer == "Pruning":
+            schedule = pruning_schedule(values[0], settings.epochs, self.steps)
         self.model.compile(
-            optimizer=_optimizer(optimizer, technique),
+            optimizer=make_optimizer(
+                optimizer,
+                technique,
+                values[0],
+                [tower for _, _, tower in self.towers],
+                schedule,
+            ),
             loss=self._summed_loss,
             # XLA compiles the many towers for tens of seconds and saves
             # little on CPU; JAX needs its jit.
@@ -153,6 +166,22 @@ class Group:
         # takes about 15 ms per optimizer variable.
         self.model.optimizer.build(self.model.trainable_variables)
         self.watchers = self._watchers(values)
+        # `swa`: the SWA technique riding on this (the baseline's) training;
+        # its numbers come from `swa_results` after this group's own.
+        averaging = technique if technique.swa else swa
+        self.swa_rides = swa is not None and not technique.swa
+        self.swa = None
+        if averaging is not None:
+            x = [splits[s].x_train for s in settings.seeds]
+            # A BatchNormalization in a --model gets statistics for the
+            # averaged weights: one pass over each tower's training inputs.
+            self.swa = keras_reg.callbacks.StochasticWeightAveraging(
+                averaging.swa_start(settings.epochs),
+                data=(x,),
+                batch_size=settings.batch_size,
+            )
+            self.swa.set_model(self.model)
+            self.swa.on_train_begin()
         self.history = [
             {"val_data_loss": [], "train_metric": [], "val_metric": []}
             for _ in self.towers
@@ -198,6 +227,8 @@ class Group:
         n = len(self.splits[seeds[0]].y_train)
         batch = min(self.settings.batch_size, n)
         steps = n // batch
+        # SAM: ascent and descent on the same batch.
+        repeats = 2 if self.technique.optimizer == "SAM" else 1
         rngs = {s: np.random.default_rng([s, 2026]) for s in seeds}
         tower_seeds = [seed for _, seed, _ in self.towers]
         for epoch in range(self.settings.epochs):
@@ -207,12 +238,22 @@ class Group:
             # train_on_batch: `fit` would rebuild its data pipeline every epoch.
             for start in range(0, steps * batch, batch):
                 end = start + batch
-                self.model.train_on_batch([a[start:end] for a in x], y[start:end])
+                for _ in range(repeats):
+                    self.model.train_on_batch([a[start:end] for a in x], y[start:end])
             self._monitor(epoch)
+            if self.swa is not None:
+                self.swa.on_epoch_end(epoch)
             if on_epoch is not None:
                 on_epoch(epoch)
         for _, _, callback, _ in self.watchers:
             callback.on_train_end()
+        if self.swa is not None and not self.swa_rides:
+            self.swa.on_train_end()
+
+    def swa_results(self):
+        """The riding SWA's runs: the average swapped in, then measured."""
+        self.swa.on_train_end()
+        return self.results()
 
     def _predict(self, part):
         x = [getattr(self.splits[s], f"x_{part}") for s in self.settings.seeds]
@@ -307,6 +348,7 @@ class Group:
             "best_epoch": best_epoch,
             "epochs_to_threshold": reached.index(True) + 1 if any(reached) else None,
             "zero_weight_fraction": float(np.mean(weights == 0.0)),
+            "zero_unit_fraction": _zero_unit_fraction(tower),
             "near_zero_weight_fraction": float(np.mean(np.abs(weights) < 1e-3)),
             "mean_abs_weight": float(np.mean(np.abs(weights))),
             "n_kernel_weights": int(weights.size),
@@ -314,63 +356,81 @@ class Group:
         }
 
 
-class Progress:
-    """One line: technique, strengths, seeds, epoch and an ETA.
+def train_technique(
+    technique,
+    problem,
+    splits,
+    settings,
+    build,
+    progress,
+    prefix,
+    values=None,
+    swa=None,
+):
+    """Trains every run of `technique` (at `values`, by default its grid);
+    returns `(runs, wall seconds)`. Pruning trains one tower model per
+    target sparsity: one optimizer has one schedule.
 
-    On a terminal the line is rewritten every epoch; elsewhere (a log file,
-    a pipe) it is printed once per technique, when it finishes.
+    With `swa` (the SWA technique; `technique` must have one tower model,
+    such as the baseline), SWA averages this training's weights and the
+    result is `(runs, wall, swa_runs, swa_wall)`: SWA changes no step, so it
+    shares the training.
     """
-
-    def __init__(self, total_units, stream=None, quiet=False):
-        self.total = total_units
-        self.done = 0
-        self.started = time.perf_counter()
-        self.stream = stream if stream is not None else sys.stderr
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.quiet = quiet
-        self.line = ""
-
-    def update(self, prefix, units):
-        self.done += units
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.done * (self.total - self.done)
-        self.line = f"{prefix}  elapsed {elapsed:5.1f}s  ETA {eta:5.1f}s"
-        if self.live and not self.quiet:
-            self.stream.write("\r" + self.line + " " * 4)
-            self.stream.flush()
-
-    def finish(self):
-        if not self.quiet:
-            self.stream.write(("\r" if self.live else "") + self.line + "\n")
-            self.stream.flush()
-
-
-def train_technique(technique, problem, splits, settings, build, progress, prefix):
-    """Trains every run of `technique`; returns `(runs, wall seconds)`."""
     begin = time.perf_counter()
-    group = Group(technique, problem, splits, settings, build)
-    values = technique.values(settings.grid)
+    if values is None:
+        values = technique.values(settings.grid)
     shown = ", ".join(technique.label(v) for v in values if v is not None)
     seeds = settings.seeds
     seeds_text = (
         f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
     )
+    parts = [[v] for v in values] if technique.optimizer == "Pruning" else [values]
+    runs = []
+    for part in parts:
+        group = Group(technique, problem, splits, settings, build, part, swa)
 
-    def on_epoch(epoch):
-        progress.update(
-            f"{prefix}{f' [{shown}]' if shown else ''} {seeds_text}  epoch "
-            f"{epoch + 1:>3}/{settings.epochs}",
-            len(group.towers),
-        )
+        def on_epoch(epoch, group=group):
+            progress.update(
+                f"{prefix}{f' [{shown}]' if shown else ''} {seeds_text}  epoch "
+                f"{epoch + 1:>3}/{settings.epochs}",
+                len(group.towers),
+            )
 
-    group.fit(on_epoch)
+        group.fit(on_epoch)
+        runs += group.results()
     progress.finish()
-    return group.results(), time.perf_counter() - begin
+    wall = time.perf_counter() - begin
+    if swa is None:
+        return runs, wall
+    begin = time.perf_counter()
+    swa_runs = group.swa_results()
+    return runs, wall, swa_runs, time.perf_counter() - begin
 
 
-def tower_count(technique, settings) -> int:
-    """How many towers `technique` trains (its EarlyStopping runs share them)."""
-    values = technique.values(settings.grid)
+def skip_note(technique, build, seed):
+    """Why `technique` cannot run on the model, or None: DropBlock needs a
+    layer with an image (4-D) output to follow."""
+    if technique.dropout_layer is None:
+        return None
+    base, _ = build(seed)
+    try:
+        add_technique(base, technique, technique.default, 0)
+    except ValueError:
+        return (
+            f"{technique.name} skipped: the model has no hidden layer with an "
+            f"image (4-D) output for {technique.dropout_layer} to follow; use "
+            "--model cnn or a convolutional --model."
+        )
+    return None
+
+
+def tower_count(technique, settings, values=None) -> int:
+    """How many towers `technique` trains (its EarlyStopping runs share them;
+    SWA's are the baseline's)."""
+    if technique.swa:
+        return 0
+    if values is None:
+        values = technique.values(settings.grid)
     return len(settings.seeds) * (
         1 if technique.strength == "patience" else len(values)
     )

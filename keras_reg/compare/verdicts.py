@@ -49,6 +49,13 @@ CLAIMS = (
         "fraction of kernel weights exactly 0",
         +1,
     ),
+    Claim(
+        "Group lasso switches off whole units",
+        "Group lasso (proximal)",
+        "zero_unit_fraction",
+        "fraction of units whose kernel weights are all exactly 0",
+        +1,
+    ),
     Claim("L2 keeps weights small", "L2", "mean_abs_weight", "mean |w|", -1),
     Claim(
         "ElasticNet pulls weights toward zero",
@@ -60,6 +67,13 @@ CLAIMS = (
     Claim(
         "Dropout reduces overfitting",
         "Dropout",
+        "generalization_gap",
+        "generalization gap (test - train data loss)",
+        -1,
+    ),
+    Claim(
+        "DropBlock reduces overfitting",
+        "DropBlock",
         "generalization_gap",
         "generalization gap (test - train data loss)",
         -1,
@@ -78,6 +92,11 @@ CLAIMS = (
         "test data loss",
         -1,
     ),
+    # Izmailov et al.: averaging reaches a wider optimum that generalizes
+    # better; the test loss is the finer measure of it than the accuracy.
+    Claim("SWA lowers the test loss", "SWA", "test_data_loss", "test data loss", -1),
+    # Foret et al.: a flat neighbourhood generalizes better.
+    Claim("SAM lowers the test loss", "SAM", "test_data_loss", "test data loss", -1),
 )
 
 
