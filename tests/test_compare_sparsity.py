@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 
 import keras_reg
-from keras_reg.compare import apply, cli, data, models, sparsity, training, verdicts
+from keras_reg.compare import (
+    apply,
+    cli,
+    data,
+    models,
+    report,
+    sparsity,
+    training,
+    verdicts,
+)
 from keras_reg.compare import techniques as techniques_lib
 
 BACKEND = keras.backend.backend()
@@ -106,11 +115,37 @@ def test_sam_gets_one_norm_group_per_tower(digits, monkeypatch):
 
     monkeypatch.setattr(keras_reg.optimizers.SAM, "set_norm_groups", spy)
     settings = training.Settings(1, 32, SEEDS, 2)
-    group = training.Group(_technique("SAM"), problem, splits, settings, _tiny_build)
+    sam = _technique("SAM")
+    group = training.Group(sam, problem, splits, settings, _tiny_build, [0.05])
     assert len(given) == 1
     assert [[id(v) for v in g] for g in given[0]] == [
         [id(v) for v in tower.trainable_variables] for _, _, tower in group.towers
     ]
+
+
+def test_each_sam_strength_trains_with_its_own_rho(digits, monkeypatch):
+    problem, splits = digits
+    rhos = []
+    set_norm_groups = keras_reg.optimizers.SAM.set_norm_groups
+
+    def spy(self, groups):
+        rhos.append((self.rho, len(groups)))
+        return set_norm_groups(self, groups)
+
+    monkeypatch.setattr(keras_reg.optimizers.SAM, "set_norm_groups", spy)
+    settings = training.Settings(1, 32, SEEDS, 2)
+    sam = _technique("SAM")
+    progress = report.Progress(1, stream=io.StringIO(), quiet=True)
+    runs, _ = training.train_technique(
+        sam, problem, splits, settings, _tiny_build, progress, ""
+    )
+    values = sam.values(2)
+    assert rhos == [(value, len(SEEDS)) for value in values]
+    assert [(r["strength"], r["seed"]) for r in runs] == [
+        (v, s) for v in values for s in SEEDS
+    ]
+    with pytest.raises(ValueError, match="one Group per strength"):
+        training.Group(sam, problem, splits, settings, _tiny_build)
 
 
 # --- SWA ---

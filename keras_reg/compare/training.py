@@ -23,9 +23,9 @@ Three optimizer wrappers need care to keep towers independent. SAM's
 perturbation takes one gradient norm over its variables: it is given one
 norm group per tower. SAM spreads an update over two train steps (ascent,
 then descent), so each batch is fed twice in a row: Foret et al.'s exact
-update, and as many updates per epoch as the baseline. Pruning's schedule is
-one per optimizer: its towers (per-layer masks, so per tower) share one
-target sparsity, and each target is its own tower model.
+update, and as many updates per epoch as the baseline. An optimizer has one
+rho and one pruning schedule: SAM and Pruning train one tower model per
+strength (Pruning's per-layer masks are per tower).
 
 Numbers are measured in inference mode on whole splits. The curves and
 EarlyStopping use the data loss (cross-entropy or MSE without the weight
@@ -120,6 +120,8 @@ class Group:
         self.classification = problem.task == "classification"
         if values is None:
             values = technique.values(settings.grid)
+        if technique.optimizer and len(values) != 1:
+            raise ValueError(f"{technique.name}: one Group per strength")
         tower_values = [None] if technique.strength == "patience" else values
         self.runs = [(v, s) for v in values for s in settings.seeds]
         self.towers = []
@@ -368,8 +370,8 @@ def train_technique(
     swa=None,
 ):
     """Trains every run of `technique` (at `values`, by default its grid);
-    returns `(runs, wall seconds)`. Pruning trains one tower model per
-    target sparsity: one optimizer has one schedule.
+    returns `(runs, wall seconds)`. SAM and Pruning train one tower model
+    per strength: one optimizer has one rho, or one schedule.
 
     With `swa` (the SWA technique; `technique` must have one tower model,
     such as the baseline), SWA averages this training's weights and the
@@ -384,7 +386,8 @@ def train_technique(
     seeds_text = (
         f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
     )
-    parts = [[v] for v in values] if technique.optimizer == "Pruning" else [values]
+    # One optimizer has one rho (SAM) or one schedule (Pruning).
+    parts = [[v] for v in values] if technique.optimizer else [values]
     runs = []
     for part in parts:
         group = Group(technique, problem, splits, settings, build, part, swa)
