@@ -72,6 +72,14 @@ def _check_dropout(dropout):
     if dropout is None:
         return None
     if isinstance(dropout, keras.layers.Layer):
+        seed = getattr(dropout, "seed", None)
+        if isinstance(seed, int) and not 0 <= seed <= 2**30:
+            # Its copies count up from it, in every backend's 31 bits.
+            raise invalid_argument(
+                "dropout",
+                "a dropout layer whose seed is None or an int in [0, 2**30]",
+                dropout,
+            )
         if isinstance(dropout, _dropout_classes()):
             return dropout
     elif isinstance(dropout, (bool, int, float)) or hasattr(dropout, "__float__"):

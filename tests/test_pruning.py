@@ -18,7 +18,7 @@ from helpers import (
 
 from keras_reg import pruning
 from keras_reg._backends import portable_only
-from keras_reg.optimizers import Proximal
+from keras_reg.optimizers import SAM, Proximal
 from keras_reg.pruning import pruning as pruning_module
 from keras_reg.regularizers import L1
 
@@ -516,6 +516,15 @@ def test_invalid_arguments_raise():
     assert str(info.value) == (
         "Pruning takes no base optimizer arguments; set them on the wrapped "
         "optimizer. Received: ['clipnorm']"
+    )
+
+
+def test_pruning_around_sam_raises():
+    sam = SAM(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError) as info:
+        pruning.Pruning(sam, pruning.ConstantSparsity(0.5))
+    assert str(info.value) == invalid_message(
+        "optimizer", "an optimizer that wraps no SAM (use SAM(Pruning(...)))", sam
     )
 
 

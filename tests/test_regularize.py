@@ -470,6 +470,18 @@ def test_spatial_template_with_no_4d_output_raises():
     )
 
 
+def test_template_seed_past_31_bits_raises():
+    model, _, _ = _trained_mlp()
+    template = keras_reg.layers.Dropout(0.1, seed=2**31 - 1)
+    with pytest.raises(ValueError) as info:
+        keras_reg.regularize(model, dropout=template)
+    assert str(info.value) == invalid_message(
+        "dropout",
+        "a dropout layer whose seed is None or an int in [0, 2**30]",
+        template,
+    )
+
+
 @pytest.mark.parametrize(
     "dropout",
     [

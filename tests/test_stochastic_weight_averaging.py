@@ -215,6 +215,20 @@ def test_ghost_batch_norm_gets_the_average_of_virtual_batch_moments():
     np.testing.assert_allclose(_numpy(layer.moving_variance), variance, rtol=1e-5)
 
 
+def test_ghost_batch_norm_leaves_out_rows_past_whole_virtual_batches():
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(36, 3)) * [1.0, 2.0, 0.5]).astype("float32")
+    layer = keras_reg.layers.BatchNormalization(virtual_batch_size=8)
+    model = keras.Sequential([keras.Input((3,)), layer, keras.layers.Dense(1)])
+    # Batches of 16, 16 and 4 rows: the last holds no whole virtual batch.
+    _drive(StochasticWeightAveraging(0, data=x, batch_size=16), model)
+    virtual = [x[start : start + 16][j::2] for start in (0, 16) for j in range(2)]
+    variance = np.mean([v.astype("float64").var(axis=0) for v in virtual], axis=0)
+    mean = x[:32].mean(0)
+    np.testing.assert_allclose(_numpy(layer.moving_mean), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_numpy(layer.moving_variance), variance, rtol=1e-5)
+
+
 def test_docstring_example_runs():
     import doctest
 

@@ -1,5 +1,7 @@
 """Stochastic Weight Averaging: the running mean of the weights along training."""
 
+import math
+
 import keras
 import numpy as np
 
@@ -273,8 +275,16 @@ def _recompute_statistics(model, layers, batches):
             for variable in _statistics(layer):
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
         moments = _moments_function(model, layers)
+        # Ghost batch normalization takes whole virtual batches: the rows
+        # past a multiple of every virtual_batch_size are left out.
+        multiple = math.lcm(
+            *(getattr(layer, "virtual_batch_size", None) or 1 for layer in layers)
+        )
         for x in batches:
             rows = _rows(x)
+            if rows % multiple:
+                rows -= rows % multiple
+                x = keras.tree.map_structure(lambda a, n=rows: a[:n], x)
             if not rows:
                 continue
             total = count + rows

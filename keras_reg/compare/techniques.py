@@ -115,7 +115,7 @@ class Technique:
                 l2 = L2_DEFAULT if value is None else value
                 factors = {"l1": l2 / 10, "l2": l2}
             elif self.regularizer == "GroupLasso":
-                # Dense kernels: one group per unit; `training` regroups the
+                # Dense kernels: one group per unit; `apply` regroups the
                 # kernels of other ranks (Conv2D: one per filter).
                 factors = {"factor": value, "axis": 0}
             else:

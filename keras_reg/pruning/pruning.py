@@ -10,6 +10,7 @@ from keras_reg._api import register
 from keras_reg._backends import fast_path
 from keras_reg.optimizers import _wrapper
 from keras_reg.optimizers._wrapper import WrappingOptimizer, find_wrapped
+from keras_reg.optimizers.sam import SAM
 from keras_reg.pruning.schedules import PruningSchedule
 
 _MODES = ("layer", "global", "structured")
@@ -140,7 +141,12 @@ class Pruning(WrappingOptimizer):
         self._targets, self._masks = _Targets(), []
 
     def _refusal(self, optimizer):
-        return _wrapper.EXPECTED if find_pruning(optimizer) else None
+        if find_pruning(optimizer):
+            return _wrapper.EXPECTED
+        if find_wrapped(optimizer, SAM):
+            # Masks would be ranked at SAM's perturbed weights, at its steps.
+            return "an optimizer that wraps no SAM (use SAM(Pruning(...)))"
+        return None
 
     def _selects(self, variable):
         names = variable.path.split("/")[:-1]
