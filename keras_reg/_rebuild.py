@@ -17,6 +17,8 @@ from keras_reg.layers.dropout import Dropout
 # the RNNs' input kernel, MultiHeadAttention's projections, and the two
 # kernels of depthwise and separable convolutions.
 _KERNEL_KEYS = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
+# The variables those regularizers penalize (not RNNs' recurrent kernels).
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 # Wrappers (Bidirectional, TimeDistributed) keep the wrapped layers' configs
 # under these keys and rebuild them from there.
 _WRAPPED_KEYS = ("layer", "backward_layer")
@@ -113,8 +115,8 @@ def _output_layer_names(model):
     return names
 
 
-def _final_layers(model, final=True):
-    """Ids of the layers whose outputs become outputs of the outermost model."""
+def final_layer_ids(model, final=True):
+    """Ids of the layers, at any depth, whose outputs are `model`'s outputs."""
     outputs = _output_layer_names(model)
     found = set()
     for layer in model.layers:
@@ -122,13 +124,8 @@ def _final_layers(model, final=True):
         if is_final:
             found.add(id(layer))
         if is_graph_model(layer):
-            found |= _final_layers(layer, is_final)
+            found |= final_layer_ids(layer, is_final)
     return found
-
-
-def final_layer_ids(model):
-    """Ids of the layers, at any depth, whose outputs are `model`'s outputs."""
-    return _final_layers(model)
 
 
 def _new_inputs(model):
@@ -180,7 +177,7 @@ class Rebuilder:
     def __init__(self, model, selected, options):
         self.options = options
         self.penalized = {id(layer) for layer in penalized(selected)}
-        final = _final_layers(model)
+        final = final_layer_ids(model)
         self.insert_after = {id(layer) for layer in selected if id(layer) not in final}
         if options["dropout"] is None and not options["batch_normalization"]:
             self.insert_after = set()

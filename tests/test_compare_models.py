@@ -86,6 +86,12 @@ def two_outputs(input_shape, output_size):
     return keras.Model(inputs, outputs)
 
 
+def global_clipnorm(input_shape, output_size):
+    model = sequential(input_shape, output_size)
+    model.compile(optimizer=keras.optimizers.Adam(global_clipnorm=1.0), loss="mse")
+    return model
+
+
 def unbuilt(input_shape, output_size):
     return keras.Sequential([keras.layers.Dense(output_size)])
 """
@@ -259,6 +265,12 @@ def _error_cases(model_file, tmp):
             f"--model {spec('two_outputs')} must have one output of shape "
             "(batch, 10) (got [(None, 10), (None, 10)])",
         ),
+        "compiled_with_global_clipnorm": (
+            spec("global_clipnorm"),
+            f"--model {spec('global_clipnorm')} is compiled with global_clipnorm, "
+            "which clips one norm over all of compare's runs trained together; "
+            "use clipnorm",
+        ),
         "layer_that_cannot_be_rebuilt": (
             f"{lambda_file}:model",
             f"--model {lambda_file}:model cannot be rewritten: ValueError: ",
@@ -277,6 +289,7 @@ ERROR_CASES = [
     "model_without_kernels",
     "wrong_output_shape",
     "two_outputs",
+    "compiled_with_global_clipnorm",
     "layer_that_cannot_be_rebuilt",
 ]
 

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 import keras_reg
+from keras_reg import _rebuild
 from keras_reg.compare.apply import add_technique, make_optimizer, pruning_schedule
 from keras_reg.compare.data import Problem
 from keras_reg.compare.models import outputs_probabilities
@@ -48,9 +49,6 @@ from keras_reg.compare.techniques import Technique
 # regression, the training R^2 (on the standardized target, MSE <= 1 - R^2).
 ACCURACY_THRESHOLD = 0.95
 R2_THRESHOLD = 0.9
-# The kernels `keras_reg.regularize` puts a penalty on (not RNNs' recurrent
-# kernels).
-_KERNEL_NAMES = frozenset({"kernel", "depthwise_kernel", "pointwise_kernel"})
 # Keras clips probabilities to [eps, 1 - eps] before taking logs.
 _EPSILON = 1e-7
 
@@ -85,7 +83,7 @@ def _kernels(model):
     return [
         keras.ops.convert_to_numpy(v).astype("float64")
         for v in model.weights
-        if v.name in _KERNEL_NAMES
+        if v.name in _rebuild.KERNEL_NAMES
     ]
 
 

@@ -8,13 +8,13 @@ from keras import ops
 from keras_reg import _validation
 from keras_reg._api import register
 from keras_reg._backends import fast_path
+from keras_reg._rebuild import KERNEL_NAMES
 from keras_reg.optimizers import _wrapper
 from keras_reg.optimizers._wrapper import WrappingOptimizer, find_wrapped
 from keras_reg.optimizers.sam import SAM
 from keras_reg.pruning.schedules import PruningSchedule
 
 _MODES = ("layer", "global", "structured")
-_KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 # Non-negative float32 values sort like their bits read as int32, whose high
 # and low 16 bits are two radix digits: the high one is below 2**15.
 _DIGIT = 2**16
@@ -159,7 +159,7 @@ class Pruning(WrappingOptimizer):
         kernels = [
             v
             for v in var_list
-            if v.name in _KERNEL_NAMES and len(v.shape) >= 2 and self._selects(v)
+            if v.name in KERNEL_NAMES and len(v.shape) >= 2 and self._selects(v)
         ]
         named = {name for v in kernels for name in v.path.split("/")}
         if isinstance(self.layers, tuple) and (missing := set(self.layers) - named):
