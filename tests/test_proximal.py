@@ -371,6 +371,31 @@ def test_a_wrapper_whose_build_failed_vouches_for_nothing():
     assert str(info.value) == _expected_missing_wrapper_message(regularizer)
 
 
+@pytest.mark.parametrize("built_by_hand", [True, False])
+def test_a_step_that_raised_before_its_update_vouches_for_nothing(built_by_hand):
+    # The inner optimizer raises in its update: the Proximal's step began
+    # (scale_loss) and never finished (apply). Built before or within the
+    # failed step, it must not vouch for the next model's plain SGD.
+    class Failing(keras.optimizers.SGD):
+        def apply(self, grads, trainable_variables=None):
+            raise RuntimeError("update failed")
+
+    x, y = _data()
+    regularizer = L1(0.1, proximal=True)
+    wrapper = Proximal(Failing())
+    model = _linear_model(_initial_kernel(), regularizer, wrapper)
+    if built_by_hand:
+        wrapper.build(model.trainable_variables)
+    with pytest.raises(RuntimeError, match="update failed"):
+        model.fit(x, y, epochs=1, verbose=0)
+    # A new model (JAX's trainer leaves the failed one's variables detached)
+    # with the same regularizer.
+    model = _linear_model(_initial_kernel(), regularizer, "sgd")
+    with pytest.raises(ValueError) as info:
+        model.fit(x, y, epochs=1, verbose=0)
+    assert str(info.value) == _expected_missing_wrapper_message(regularizer)
+
+
 def test_evaluate_and_predict_without_the_wrapper_work():
     x, y = _data()
     kernel = _initial_kernel()

@@ -32,6 +32,17 @@ def vouched_for(regularizer) -> bool:
     )
 
 
+def forget_unfinished_steps(regularizer):
+    """Called as a proximal regularizer computes its value, in a step's
+    forward pass, before the step's `scale_loss`: a mark still held then by
+    an optimizer that claimed it, or by one not built, was left by a step
+    that raised before its `apply`, and vouches for nothing."""
+    claims = _CLAIMS.get(regularizer, ())
+    for optimizer in list(_IN_STEP):
+        if not optimizer.built or optimizer in claims:
+            _IN_STEP.discard(optimizer)
+
+
 def _proximal_regularizer(variable):
     regularizer = getattr(variable, "regularizer", None)
     if getattr(regularizer, "proximal", False) and hasattr(

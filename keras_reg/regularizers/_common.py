@@ -57,6 +57,8 @@ def value_without_gradient(regularizer, penalty_fn, x):
         if not proximal_optimizer.vouched_for(regularizer):
             raise missing_proximal_optimizer_error(regularizer)
 
+    proximal_optimizer.forget_unfinished_steps(regularizer)
+
     if keras.backend.backend() == "jax":
         return _jax_value_without_gradient(penalty_fn, ops.convert_to_tensor(x), check)
     if isinstance(x, keras.Variable):
