@@ -189,6 +189,50 @@ def test_swa_weights_are_the_mean_of_the_epochs_from_start_epoch(digits, rides):
             np.testing.assert_allclose(weight, expected, rtol=1e-6, atol=1e-7)
 
 
+def _batch_norm_build(seed):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    return model, None
+
+
+def test_swa_gives_a_models_batch_normalization_its_averaged_weights_statistics(
+    digits,
+):
+    # A --model with BatchNormalization, SWA riding on the baseline: after
+    # the average is swapped in, each tower's moving mean and variance are
+    # the mean and biased variance of its first Dense's outputs (averaged
+    # weights) over its own seed's training inputs, computed here in NumPy.
+    problem, splits = digits
+    settings = training.Settings(4, 32, SEEDS, 1)
+    group = training.Group(
+        _technique("baseline"),
+        problem,
+        splits,
+        settings,
+        _batch_norm_build,
+        swa=_technique("SWA"),
+    )
+    group.fit()
+    group.results()
+    group.swa_results()
+    for _, seed, tower in group.towers:
+        dense, norm = (layer for layer in tower.layers[:2])
+        kernel, bias = (w.astype("float64") for w in dense.get_weights())
+        h = splits[seed].x_train.astype("float64") @ kernel + bias
+        mean = keras.ops.convert_to_numpy(norm.moving_mean)
+        variance = keras.ops.convert_to_numpy(norm.moving_variance)
+        np.testing.assert_allclose(mean, h.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(variance, h.var(axis=0), rtol=1e-4, atol=1e-5)
+
+
 # --- pruning schedule ---
 
 
