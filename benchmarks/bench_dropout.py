@@ -19,7 +19,10 @@ round, and reports the median over the rounds:
   `Dense(1024)`.
 - `drop_block_2d`: `DropBlock2D(0.1, block_size=7)` on the same tensor,
   timed like `dropout`, against keras_reg's `SpatialDropout2D(0.1)` (Keras
-  has no DropBlock; `spatial_dropout_ms`), target 1.5.
+  has no DropBlock; `spatial_dropout_ms`), target 1.5. Also `fixed_mask_ms`
+  (the pass with a precomputed full-size mask), `corner_draw_ms` (the block
+  corners drawn alone; JAX and PyTorch) and `floor_ratio` (their sum over
+  `spatial_dropout_ms`).
 
 Rate 0.5 draws one random bit per element (see the README's "How masks are
 drawn"). `dropout` and `drop_connect_dense_1024` therefore also time rate 0.3,
@@ -224,12 +227,14 @@ def _report(case, ms, baseline, target, baseline_label="keras", **extra):
 
 
 class _FixedMask(keras.layers.Layer):
-    """The floor of spatial dropout: multiplies by a precomputed mask."""
+    """The floor of spatial dropout: multiplies by a precomputed mask (of the
+    full shape with `full=True`: the floor of DropBlock's masked pass)."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, full=False):
         super().__init__(name="fixed_mask")
         rng = np.random.default_rng(1)
-        keep = rng.random((shape[0], 1, 1, shape[-1])) >= 0.5
+        mask_shape = shape if full else (shape[0], 1, 1, shape[-1])
+        keep = rng.random(mask_shape) >= 0.5
         self.multiplier = keras.ops.convert_to_tensor(2.0 * keep, "float32")
         self.built = True
 
@@ -264,22 +269,60 @@ class _FixedMaskDense(keras.layers.Layer):
         return keras.ops.matmul(inputs, kernel) + self.bias
 
 
+def _corner_draw():
+    """Draws DropBlock2D(0.1, 7)'s corners for SHAPE and nothing else, as the
+    layer's route on this backend does (compiled on JAX, the C kernels on
+    PyTorch), or None elsewhere (TensorFlow's compiled draw would time its
+    copy out of XLA as well)."""
+    from keras_reg.layers import _masks
+    from keras_reg.layers.drop_block import block_plan
+
+    threshold = block_plan(SHAPE[1], SHAPE[2], 7, 0.1)[2]
+    corners = (SHAPE[0], SHAPE[1] - 6, SHAPE[2] - 6, SHAPE[3])
+    state = np.array([1, 2], "int32")
+    if BACKEND == "jax":
+        import jax
+
+        draw = jax.jit(lambda state: _masks.keep(corners, threshold, state))
+        return lambda: draw(state).block_until_ready()
+    if _native_kernels():
+        from keras_reg._backends import torch_drop_block
+
+        n = int(np.prod(corners))
+        return lambda: torch_drop_block._dropped_corners(n, threshold, 1, 2)
+    return None
+
+
 def _drop_block(x, g):
     """DropBlock2D(0.1, block_size=7) against keras_reg's SpatialDropout2D(0.1).
 
     Keras has no DropBlock: the baseline is the cheapest structured dropout,
     timed the same way (forward and backward, `dropout`'s compilation).
+    `fixed_mask_ms` is the same pass multiplying by a precomputed full-size
+    mask, and `corner_draw_ms` drawing the block corners alone (2.77M 16-bit
+    draws): `floor_ratio`, their sum over SpatialDropout2D's time, is what
+    any implementation drawing these corners and applying a full-size mask
+    pays, short of overlapping the two.
     """
     layers = keras_reg.layers
     functions = {
         "keras_reg": _forward_backward(layers.DropBlock2D(0.1, 7), x, g),
         "spatial_dropout": _forward_backward(layers.SpatialDropout2D(0.1), x, g),
+        "fixed_mask": _forward_backward(_FixedMask(SHAPE, full=True), x, g),
     }
+    draw = _corner_draw()
+    if draw is not None:
+        functions["corner_draw"] = draw
     if PORTABLE:
         portable = _forward_backward(layers.DropBlock2D(0.1, 7), x, g)
         functions["portable"] = _portable(portable)
     ms = _time(functions)
     extra = {"portable_ms": round(ms["portable"], 2)} if PORTABLE else {}
+    extra["fixed_mask_ms"] = round(ms["fixed_mask"], 2)
+    if draw is not None:
+        extra["corner_draw_ms"] = round(ms["corner_draw"], 2)
+        floor = ms["fixed_mask"] + ms["corner_draw"]
+        extra["floor_ratio"] = round(floor / ms["spatial_dropout"], 3)
     _report(
         "drop_block_2d",
         ms,

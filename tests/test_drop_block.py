@@ -269,16 +269,32 @@ def test_docstring_example_runs():
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch fast path")
 @pytest.mark.parametrize("without_native", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_torch_fast_path_equals_portable(without_native, dtype, monkeypatch):
+@pytest.mark.parametrize(
+    "shape, block_size, data_format",
+    [
+        ((3, 10, 9, 5), 4, "channels_last"),
+        ((3, 5, 10, 9), 4, "channels_first"),
+        ((3, 10, 9, 64), 4, "channels_last"),
+        ((2, 6, 5, 32), 7, "channels_last"),  # clipped to the map
+    ],
+)
+def test_torch_fast_path_equals_portable(
+    without_native, dtype, shape, block_size, data_format, monkeypatch
+):
     from keras_reg._backends import fast_path
 
     if without_native:
         monkeypatch.setattr(fast_path("masks"), "native", None)
-    x = _positive((3, 10, 9, 5)).astype(dtype)
-    fast = _numpy(DropBlock2D(0.3, 4, seed=4, dtype=dtype)(x, training=True))
+    x = _positive(shape).astype(dtype)
+
+    def layer():
+        return DropBlock2D(0.3, block_size, data_format, seed=4, dtype=dtype)
+
+    fast = _numpy(layer()(x, training=True))
     with portable_only():
-        portable = _numpy(DropBlock2D(0.3, 4, seed=4, dtype=dtype)(x, training=True))
+        portable = _numpy(layer()(x, training=True))
     assert fast.dtype == np.dtype(dtype)
+    assert 0 < np.mean(fast == 0) < 1
     np.testing.assert_array_equal(fast, portable)
 
 
