@@ -26,6 +26,20 @@ from tests.callback_helpers import (
     wait_for_line,
 )
 
+
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """Python's own Ctrl-C handler, as in a terminal: a process started in
+    the background by a script inherits SIGINT ignored, and Python then
+    installs none (Ctrl-C does nothing, for Keras's callbacks as for ours)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 # Exceptions and Ctrl-C in this process.
 
 
