@@ -113,13 +113,6 @@ def _check(model, spec, output_size):
         )
     if not any(_rebuild.has_kernel(layer) for layer in _rebuild.walk(model)):
         raise ModelError(f"{where} has no layer with a kernel to regularize")
-    optimizer = model.optimizer if getattr(model, "compiled", False) else None
-    if getattr(optimizer, "global_clipnorm", None) is not None:
-        # One norm over all the variables would couple the towers.
-        raise ModelError(
-            f"{where} is compiled with global_clipnorm, which clips one norm "
-            "over all of compare's runs trained together; use clipnorm"
-        )
     try:
         keras_reg.regularize(
             model, kernel_regularizer="l2", dropout=0.5, batch_normalization=True
@@ -166,6 +159,13 @@ def builder(spec, problem):
             if spec is not None:
                 _check(model, spec, output_size)
             optimizer = model.optimizer if getattr(model, "compiled", False) else None
+            if getattr(optimizer, "global_clipnorm", None) is not None:
+                # One norm over all the variables would couple the towers.
+                raise ModelError(
+                    f"--model {spec} is compiled with global_clipnorm, which clips "
+                    "one norm over all of compare's runs trained together; use "
+                    "clipnorm"
+                )
             cache[seed] = (model, optimizer)
         return cache[seed]
 

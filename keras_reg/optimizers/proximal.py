@@ -122,11 +122,9 @@ class Proximal(WrappingOptimizer):
         return None
 
     def build(self, var_list):
-        try:
-            super().build(var_list)
-        except Exception:
-            _IN_STEP.discard(self)  # a failed build vouches for nothing
-            raise
+        # A failed build leaves its mark unbuilt: the next forward pass of a
+        # proximal regularizer clears it (`forget_unfinished_steps`).
+        super().build(var_list)
         if self not in _IN_STEP:
             # Built by hand, as in a custom loop: the claims are standing.
             _DRIVEN_BY_FIT.discard(self)
