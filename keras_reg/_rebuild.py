@@ -34,9 +34,7 @@ def _wrapped_configs(config):
 
 
 def has_kernel(layer):
-    if is_graph_model(layer):
-        return False
-    return any(
+    return not is_graph_model(layer) and any(
         key in config
         for config in _wrapped_configs(layer.get_config())
         for key in _KERNEL_KEYS
@@ -89,30 +87,19 @@ def _output_layer_names(model):
     """Names of the layers of `model` whose outputs are the model's outputs."""
     if isinstance(model, keras.Sequential):
         return {model.layers[-1].name} if model.layers else set()
-    names = set()
-
-    def collect(entry):
-        # Each output is recorded as [layer_name, node_index, tensor_index].
-        if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], str):
-            names.add(entry[0])
-        elif isinstance(entry, (list, tuple)):
-            for item in entry:
-                collect(item)
-        elif isinstance(entry, dict):
-            for item in entry.values():
-                collect(item)
-
     config = model.get_config()
     if "output_layers" in config:
-        collect(config["output_layers"])
-        return names
+        # Each output is recorded as [layer_name, node_index, tensor_index].
+        leaves = keras.tree.flatten(config["output_layers"])
+        return {leaf for leaf in leaves if isinstance(leaf, str)}
     # A functional subclass with its own config: the layers whose first call
     # made an output.
     outputs = {id(tensor) for tensor in model.outputs}
-    for layer in model.layers:
-        if any(id(tensor) in outputs for tensor in keras.tree.flatten(layer.output)):
-            names.add(layer.name)
-    return names
+    return {
+        layer.name
+        for layer in model.layers
+        if any(id(tensor) in outputs for tensor in keras.tree.flatten(layer.output))
+    }
 
 
 def final_layer_ids(model, final=True):
@@ -147,9 +134,9 @@ def _new_inputs(model):
     )
 
 
-def _snake(layer):
+def _snake(cls):
     """`DropBlock2D` -> `drop_block2d`, as Keras names layers by default."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
@@ -189,12 +176,10 @@ class Rebuilder:
         # A dropout layer given as a template that takes inputs of one rank
         # (SpatialDropout2D, DropBlock2D: 4-D) follows only the selected
         # layers with outputs of that rank.
-        template = options["dropout"]
-        self.template_rank = None
-        if isinstance(template, keras.layers.Layer):
-            spec = template.input_spec
-            if isinstance(spec, keras.layers.InputSpec) and spec.ndim is not None:
-                self.template_rank = spec.ndim
+        spec = getattr(options["dropout"], "input_spec", None)
+        self.template_rank = (
+            spec.ndim if isinstance(spec, keras.layers.InputSpec) else None
+        )
 
     def rebuild(self, model):
         if isinstance(model, keras.Sequential):
@@ -223,21 +208,19 @@ class Rebuilder:
             if id(layer) in self.penalized:
                 self._set_penalties(config)
             clone = layer.__class__.from_config(config)
-            if isinstance(layer, keras.layers.Layer):
+            if isinstance(layer, keras.layers.Layer):  # not a `keras.ops` operation
                 self.pairs.append((layer, clone))
         self.origin[id(clone)] = layer
         self.clones[id(layer)] = clone
         return clone
 
     def _set_penalties(self, config):
-        kernel = self.options["kernel_regularizer"]
-        bias = self.options["bias_regularizer"]
+        penalties = dict.fromkeys(_KERNEL_KEYS, self.options["kernel_regularizer"])
+        penalties["bias_regularizer"] = self.options["bias_regularizer"]
         for entry in _wrapped_configs(config):
-            for key in _KERNEL_KEYS:
-                if kernel is not None and key in entry:
-                    entry[key] = kernel
-            if bias is not None and "bias_regularizer" in entry:
-                entry["bias_regularizer"] = bias
+            for key, regularizer in penalties.items():
+                if regularizer is not None and key in entry:
+                    entry[key] = regularizer
 
     def _call(self, layer, *args, **kwargs):
         outputs = layer(*args, **kwargs)
@@ -262,11 +245,10 @@ class Rebuilder:
         """
         inserted = []
         if self.options["batch_normalization"]:
-            config = original.get_config()
-            axis = 1 if config.get("data_format") == "channels_first" else -1
+            data_format = original.get_config().get("data_format")
             inserted.append(
                 BatchNormalization(
-                    axis=axis,
+                    axis=1 if data_format == "channels_first" else -1,
                     dtype=_dtype_of(original),
                     name=self._unique(f"{original.name}_batch_normalization"),
                 )
@@ -276,26 +258,19 @@ class Rebuilder:
             self.template_rank is not None and rank != self.template_rank
         ):
             return inserted
-        count, self.dropout_count = self.dropout_count, self.dropout_count + 1
-        seed = self.options["seed"]
         if isinstance(dropout, keras.layers.Layer):
-            config = dropout.get_config()
-            config["name"] = self._unique(f"{original.name}_{_snake(dropout)}")
-            config["dtype"] = _dtype_of(original)
-            if "seed" in config:
-                # Without `seed`, the template's own seed starts the count.
-                seed = config["seed"] if seed is None else seed
-                config["seed"] = None if seed is None else seed + count
-            inserted.append(type(dropout).from_config(config))
+            cls, config = type(dropout), dropout.get_config()
         else:
-            inserted.append(
-                Dropout(
-                    dropout,
-                    seed=None if seed is None else seed + count,
-                    dtype=_dtype_of(original),
-                    name=self._unique(f"{original.name}_dropout"),
-                )
-            )
+            cls, config = Dropout, {"rate": dropout, "seed": None}
+        config["name"] = self._unique(f"{original.name}_{_snake(cls)}")
+        config["dtype"] = _dtype_of(original)
+        seed = self.options["seed"]
+        if "seed" in config:
+            # Without `seed`, a template's own seed starts the count.
+            seed = config["seed"] if seed is None else seed
+            config["seed"] = None if seed is None else seed + self.dropout_count
+        self.dropout_count += 1
+        inserted.append(cls.from_config(config))
         return inserted
 
     def _unique(self, name):
@@ -312,8 +287,7 @@ class Rebuilder:
             new_layers.append(self._clone(layer))
             if id(layer) in self.insert_after:
                 new_layers.extend(self._inserted(layer, _output_rank(layer)))
-        config = model.get_config()
-        head = config["layers"][:1]
+        head = model.get_config()["layers"][:1]
         if head and head[0]["class_name"] == "InputLayer":
             new_layers.insert(0, keras.saving.deserialize_keras_object(head[0]))
         new_model = keras.Sequential(new_layers, name=model.name)

@@ -67,11 +67,8 @@ class MCContext:
 def _sublayers(value):
     if isinstance(value, keras.layers.Layer):
         yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _sublayers(item)
-    elif isinstance(value, dict):
-        for item in value.values():
+    elif isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
             yield from _sublayers(item)
 
 
@@ -102,31 +99,24 @@ def mc_predict(
 ):
     """Predicts with dropout active and returns the mean and std over samples.
 
-    Monte Carlo dropout: `model` runs `samples` times on each batch with every
-    keras_reg dropout-family layer (`Dropout`, `SpatialDropout1D/2D/3D`,
-    `DropBlock2D`, `StochasticDepth`, `DropConnect`) drawing fresh masks,
-    while the model is called with `training=False`, so that every
-    BatchNormalization (Keras's and keras_reg's) normalizes with its moving
-    statistics and updates nothing. The spread of the predictions estimates
-    the model's uncertainty.
+    Monte Carlo dropout: `model` runs `samples` times on each batch of at
+    most `batch_size` rows, called with `training=False` so that every
+    BatchNormalization (Keras's and keras_reg's) uses its moving statistics,
+    while keras_reg's dropout-family layers (`Dropout`,
+    `SpatialDropout1D/2D/3D`, `DropBlock2D`, `StochasticDepth`,
+    `DropConnect`) draw fresh masks. The spread of the predictions estimates
+    the model's uncertainty. Nothing in the model changes: no weight,
+    statistic or seed state. Only running sums are kept across samples.
 
-    The model is left unchanged: no weight, statistic or seed state is
-    updated. Keras's own random layers (`Dropout`, the spatial dropouts,
-    `GaussianDropout`, `GaussianNoise`, `AlphaDropout`) only act with
-    `training=True`, so inside `mc_predict` they would silently do nothing:
-    a model containing any of them is refused with a ValueError that names
-    them. Replace them with keras_reg's layers. A model with no keras_reg
-    dropout-family layer is refused too.
+    Keras's own random layers (`Dropout`, the spatial dropouts,
+    `GaussianDropout`, `GaussianNoise`, `AlphaDropout`) act only with
+    `training=True`: a model containing any of them raises a ValueError that
+    names them, and so does a model with no keras_reg dropout-family layer.
 
-    Memory is bounded by `batch_size`: each call of the model sees at most
-    `batch_size` rows, and only running sums are kept across samples.
-
-    With a `seed`, the result is repeatable: the same seed, data,
-    `batch_size` and model give the same masks in any process, on any
-    backend, and after a `.keras` save and load (the layers' own seeds play
-    no part). Without a seed, one is drawn from Python's `random` module,
-    which `keras.utils.set_random_seed` seeds. The model is called eagerly,
-    batch by batch.
+    With a `seed`, the same seed, data, `batch_size` and model give the same
+    masks in any process, on any backend, and after a `.keras` save and load.
+    Without one, a seed is drawn from Python's `random` module, which
+    `keras.utils.set_random_seed` seeds. The model is called eagerly.
 
     Args:
         model: a Keras model (or layer) containing keras_reg dropout-family

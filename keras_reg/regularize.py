@@ -8,14 +8,10 @@ from typing import Any
 
 import keras
 
+from keras_reg import layers as reg_layers
 from keras_reg import regularizers
 from keras_reg._rebuild import Rebuilder, has_kernel, is_graph_model, penalized, walk
-from keras_reg._validation import (
-    check_bool,
-    check_float,
-    check_int,
-    invalid_argument,
-)
+from keras_reg._validation import check_bool, check_float, check_int, invalid_argument
 
 
 def _check_rewritable(model):
@@ -51,21 +47,18 @@ def _check_regularizer(name, identifier):
     return regularizer
 
 
-def _dropout_classes():
-    """The layers `dropout` may give as a template: one input, one output."""
-    from keras_reg import layers as reg_layers
-
-    return (
-        keras.layers.Dropout,  # Keras's SpatialDropout layers subclass it
-        keras.layers.GaussianDropout,
-        keras.layers.GaussianNoise,
-        keras.layers.AlphaDropout,
-        reg_layers.Dropout,
-        reg_layers.SpatialDropout1D,
-        reg_layers.SpatialDropout2D,
-        reg_layers.SpatialDropout3D,
-        reg_layers.DropBlock2D,
-    )
+# The layers `dropout` may give as a template: one input, one output.
+_DROPOUT_CLASSES = (
+    keras.layers.Dropout,  # Keras's SpatialDropout layers subclass it
+    keras.layers.GaussianDropout,
+    keras.layers.GaussianNoise,
+    keras.layers.AlphaDropout,
+    reg_layers.Dropout,
+    reg_layers.SpatialDropout1D,
+    reg_layers.SpatialDropout2D,
+    reg_layers.SpatialDropout3D,
+    reg_layers.DropBlock2D,
+)
 
 
 def _check_dropout(dropout):
@@ -80,7 +73,7 @@ def _check_dropout(dropout):
                 "a dropout layer whose seed is None or an int in [0, 2**30]",
                 dropout,
             )
-        if isinstance(dropout, _dropout_classes()):
+        if isinstance(dropout, _DROPOUT_CLASSES):
             return dropout
     elif isinstance(dropout, (bool, int, float)) or hasattr(dropout, "__float__"):
         return check_float("dropout", dropout, low=0, high=1, high_open=True)
@@ -102,9 +95,9 @@ def _selector(layers):
         try:
             pattern = re.compile(layers)
         except re.error:
-            pattern = None
-        if pattern is None:
-            raise invalid_argument("layers", "a valid regular expression", layers)
+            raise invalid_argument(
+                "layers", "a valid regular expression", layers
+            ) from None
         return lambda layer: pattern.fullmatch(layer.name) is not None
     if callable(layers) and not isinstance(layers, type):
         return lambda layer: bool(layers(layer))
@@ -125,9 +118,8 @@ def _select(model, layers, penalties):
     is_selected = _selector(layers)
     selected = [layer for layer in every if is_selected(layer)]
     if (
-        layers is not None
+        isinstance(layers, Sequence)
         and not isinstance(layers, str)
-        and isinstance(layers, Sequence)
         and (missing := sorted(set(layers) - {layer.name for layer in every}))
     ):
         raise invalid_argument(
@@ -161,17 +153,15 @@ def regularize(
 ) -> keras.Model:
     """Returns a copy of a built model with regularization added, weights kept.
 
-    Keras attaches a weight penalty to a variable when the layer creates it,
-    so setting `layer.kernel_regularizer` on a built layer has no effect.
-    `regularize` rebuilds the architecture from its config with the penalties
-    set on the selected layers and Dropout (and optionally
+    Setting `layer.kernel_regularizer` on a built layer has no effect
+    (docs/regularize.md says why). `regularize` rebuilds the architecture
+    with the penalties set on the selected layers and Dropout (and optionally
     BatchNormalization) inserted after them, then copies every variable of
     the original into the copy, bit for bit; the input model is left as it
-    is. Sequential and functional models are rebuilt, nested ones included (a
-    `keras.applications` backbone inside a classifier); subclassed models, at
-    the top or nested, raise a ValueError: their `call()` cannot be
-    rewritten. A compiled model's copy is compiled from its
-    `get_compile_config()`, with a fresh optimizer state.
+    is. Sequential and functional models are rebuilt, nested ones included;
+    subclassed models, at the top or nested, raise a ValueError: their
+    `call()` cannot be rewritten. A compiled model's copy is compiled from
+    its `get_compile_config()`, with a fresh optimizer state.
 
     `kernel_regularizer` replaces the regularizer of every kernel of a
     selected layer (Dense, EinsumDense, Conv, MultiHeadAttention, depthwise

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from keras_reg.pruning.pruning import find_pruning
+from keras_reg.optimizers._wrapper import find_wrapped
+from keras_reg.pruning.pruning import Pruning
 
 _COLUMNS = (
     "variable",
@@ -74,8 +75,7 @@ def _total(entries):
 
 
 def _pruned(entry):
-    fraction = entry["pruned_fraction"]
-    return "-" if entry["pruned"] is None else f"{100 * fraction:.2f}"
+    return "-" if entry["pruned"] is None else f"{100 * entry['pruned_fraction']:.2f}"
 
 
 def _counts(entry):
@@ -168,14 +168,12 @@ def sparsity_report(model: keras.Model, print_fn=print) -> dict:
     # Paths relative to the model read "dense/kernel", not
     # "sequential/dense/kernel".
     prefix = f"{model.name}/"
-    pruning = find_pruning(getattr(model, "optimizer", None))
+    pruning = find_wrapped(getattr(model, "optimizer", None), Pruning)
     if pruning is not None and not pruning.built:
         pruning = None
     entries = {}
     for variable in model.trainable_variables:
-        path = variable.path
-        if path.startswith(prefix):
-            path = path[len(prefix) :]
+        path = variable.path.removeprefix(prefix)
         entries[path] = _variable_entry(variable, path, pruning)
     layers = {}
     for path, entry in entries.items():

@@ -1,11 +1,4 @@
-"""The best weights on disk, crash-safe, and the progress to resume from.
-
-`BestCheckpoint` keeps two files: the best weights (`path`, a `.weights.h5`
-file tagged with its epoch) and the watching callback's progress beside it
-(`path + ".state.json"`). Both are written atomically, only by the chief
-process under distributed training: a process killed at any moment leaves
-the previous complete file or the new one, never a torn one.
-"""
+"""The best weights on disk, crash-safe, and the progress to resume from."""
 
 import contextlib
 import json
@@ -22,28 +15,22 @@ EPOCH_ATTRIBUTE = "keras_reg_best_epoch"
 
 
 def _fsync_folder(folder):
-    try:
+    # So that a rename survives a power loss. Windows cannot open a folder;
+    # the rename is still atomic there.
+    with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        # Some platforms (Windows) cannot open a folder; the rename is still
-        # atomic there.
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 @contextlib.contextmanager
 def _atomic_file(path, suffix):
     """Yields a temporary name beside `path`; moves it over `path` on success.
 
-    The body writes the temporary file; it is then fsynced and renamed over
-    `path` with `os.replace`, atomic on POSIX and Windows, and the folder is
-    fsynced so that the rename survives a power loss. On any error, or an
-    interrupt, the temporary file is removed and `path` keeps its content.
+    On any error, or an interrupt, the temporary file is removed and `path`
+    keeps its content.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -87,29 +74,8 @@ def read_saved_epoch(path):
     return None if value is None else int(value)
 
 
-def atomic_write_json(path, payload):
-    """Writes `payload` as JSON to `path` atomically."""
-    with _atomic_file(path, ".tmp") as temporary:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
-
-
-def read_json(path):
-    """Returns the JSON object in `path`, or None if absent or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def is_chief(model=None):
-    """Whether this process should write files under distributed training.
-
-    TensorFlow strategies say so through `should_checkpoint` (the model's
-    strategy when it has one); JAX and PyTorch multi-process runs write from
-    process 0 only.
-    """
+    """Whether this process writes files: the strategy's chief, or process 0."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         strategy = getattr(model, "distribute_strategy", None)
@@ -131,14 +97,7 @@ def is_chief(model=None):
 
 
 class BestCheckpoint:
-    """Writes the best weights and the progress; reads them back to resume.
-
-    A resumed run (with `keras.callbacks.BackupAndRestore`, whose first epoch
-    is then not 0) asks `resumable_state(epoch)` for the progress saved at
-    the end of the previous epoch; it gets None when there is none, when the
-    previous run finished, or when the weights file does not hold the epoch
-    the progress names (the run was killed between the two writes).
-    """
+    """Writes the best weights and the progress beside them; reads them back."""
 
     def __init__(self, path: str):
         self.path = path
@@ -150,10 +109,17 @@ class BestCheckpoint:
 
     def save_state(self, state: dict, fit_model=None) -> None:
         if is_chief(fit_model):
-            atomic_write_json(self.state_path, state)
+            with _atomic_file(self.state_path, ".tmp") as temporary:
+                with open(temporary, "w", encoding="utf-8") as handle:
+                    json.dump(state, handle)
 
     def resumable_state(self, epoch: int) -> dict | None:
-        state = read_json(self.state_path)
+        """The progress saved after epoch `epoch - 1`, if a run can resume from it."""
+        try:
+            with open(self.state_path, encoding="utf-8") as handle:
+                state = json.load(handle)
+        except (OSError, ValueError):  # absent or unreadable
+            return None
         if not state or state.get("finished") or state.get("epoch") != epoch - 1:
             return None
         if state.get("best") is not None:
@@ -172,11 +138,8 @@ class BestCheckpoint:
         return bool(state.get("has_best_weights")) and os.path.exists(self.path)
 
     def load_weights(self, model, copy):
-        """Returns `copy()` taken with the file's weights loaded into `model`.
-
-        `load_weights` also writes the optimizer's variables, so the model's
-        and the optimizer's current values are put back afterwards.
-        """
+        """`copy()` of the file's weights; the model keeps its current values."""
+        # `load_weights` also writes the optimizer's variables.
         optimizer = getattr(model, "optimizer", None)
         variables = list(model.weights) + (
             list(optimizer.variables) if optimizer else []

@@ -13,7 +13,9 @@ import numpy as np
 from keras_reg import _validation
 
 
-def _as_python_number(value):
+def _number(name, value, expected, is_valid):
+    if not _validation.is_real(value) or not is_valid(value):
+        raise _validation.invalid_argument(name, expected, value)
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
@@ -22,18 +24,14 @@ def patience(value):
     # and `math.inf` never stops. NaN never stops either, and a negative
     # count stops at the first epoch without improvement, like 0: neither
     # can be what was meant.
-    if not _validation.is_real(value) or math.isnan(value) or value < 0:
-        raise _validation.invalid_argument("patience", "an int or float >= 0", value)
-    return _as_python_number(value)
+    return _number("patience", value, "an int or float >= 0", lambda v: v >= 0)
 
 
 def verbose(value):
     # Keras only asks `verbose > 0`; `verbose=True` is common.
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if not _validation.is_real(value):
-        raise _validation.invalid_argument("verbose", "a bool or a number", value)
-    return _as_python_number(value)
+    return _number("verbose", value, "a bool or a number", lambda v: True)
 
 
 def baseline(value):
@@ -62,11 +60,7 @@ def start_from_epoch(value):
     # Keras compares `epoch < start_from_epoch`: a negative value is no
     # warm-up, like 0. NaN would silently skip the warm-up and infinity
     # would never monitor at all.
-    if not _validation.is_real(value) or not math.isfinite(value):
-        raise _validation.invalid_argument(
-            "start_from_epoch", "a finite int or float", value
-        )
-    return _as_python_number(value)
+    return _number("start_from_epoch", value, "a finite int or float", math.isfinite)
 
 
 def checkpoint_path(value):

@@ -21,12 +21,9 @@ def _can_handle_sigint():
 class GracefulInterrupt:
     """Turns the first Ctrl-C into a stop at the end of the current batch.
 
-    `install(model)` puts a SIGINT handler in place: the first Ctrl-C sets
-    `requested` and `model.stop_training`, so `fit` ends after the running
-    batch; a second one sets `aborted`, puts the previous handler back and
-    raises `KeyboardInterrupt` at once, after calling `on_abort` (if given).
-    `uninstall()` puts the previous handler back; installing again while
-    installed keeps the handler and starts a new request.
+    Once installed, the first Ctrl-C sets `requested` and `model.stop_training`;
+    a second one sets `aborted`, puts the previous handler back, calls
+    `on_abort` and raises `KeyboardInterrupt`.
     """
 
     def __init__(self, name: str, on_abort=None):
@@ -37,7 +34,6 @@ class GracefulInterrupt:
         self.reset()
 
     def reset(self) -> None:
-        """Forgets any Ctrl-C received so far."""
         self.requested = self.aborted = False
 
     @property
@@ -80,9 +76,7 @@ class GracefulInterrupt:
 def hold_interrupts():
     """Holds a Ctrl-C back until the block is done, then delivers it.
 
-    Copying or restoring weights cut short by `KeyboardInterrupt` would leave
-    them mixing two epochs. The Ctrl-C received meanwhile goes to the handler
-    in place before the block, once the block is done.
+    A weight copy cut short by `KeyboardInterrupt` would mix two epochs.
     """
     if not _can_handle_sigint():
         yield

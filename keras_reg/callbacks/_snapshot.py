@@ -1,20 +1,11 @@
-"""A preallocated host copy of a model's weights, refreshed in place.
-
-Keras's EarlyStopping allocates a fresh `model.get_weights()` at every
-improvement while the previous one is alive: about twice the weights.
-"""
+"""A preallocated host copy of a model's weights, refreshed in place."""
 
 import keras
 import numpy as np
 
 
 def host_view(variable, *, fast=True):
-    """Returns `variable`'s value as a NumPy array, without a copy if it can.
-
-    On CPU each backend can expose a variable's memory to NumPy without a
-    copy, so refreshing a snapshot moves each byte once. On an accelerator
-    these calls copy to the host, which is still one transfer.
-    """
+    """Returns `variable`'s value as a NumPy array, without a copy if it can."""
     backend = keras.backend.backend() if fast else None
     try:
         if backend == "tensorflow":
@@ -24,9 +15,7 @@ def host_view(variable, *, fast=True):
         if backend == "torch":
             return variable.value.detach().cpu().numpy()
     except (TypeError, ValueError, RuntimeError, AttributeError):
-        # bfloat16 and other dtypes NumPy cannot view take the portable path,
-        # which converts.
-        pass
+        pass  # bfloat16 and other dtypes NumPy cannot view
     return keras.ops.convert_to_numpy(variable)
 
 
@@ -36,12 +25,7 @@ _RESTORE_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def restore_into(variable, buffer, *, fast=True):
-    """Writes `buffer` into `variable`, in place where the backend allows.
-
-    Each backend can write into the variable's own memory, where `assign`
-    first converts the whole buffer into a new tensor: peak memory would then
-    grow by the largest variable (TensorFlow keeps that memory).
-    """
+    """Writes `buffer` into `variable`, in place where the backend allows."""
     backend = keras.backend.backend() if fast else None
     try:
         if backend == "torch":
@@ -67,12 +51,11 @@ class WeightSnapshot:
 
     def __init__(self, variables, *, fast=True):
         self.fast = fast
-        self.buffers = []
-        self._dtypes = []
-        for variable in variables:
-            view = host_view(variable, fast=fast)
-            self.buffers.append(np.empty(view.shape, dtype=view.dtype))
-            self._dtypes.append(str(variable.dtype))
+        self.buffers = [
+            np.empty_like(host_view(variable, fast=fast), order="C")
+            for variable in variables
+        ]
+        self._dtypes = [str(variable.dtype) for variable in variables]
 
     def matches(self, variables):
         """Whether the buffers fit `variables` (same count, shapes, dtypes)."""
@@ -95,13 +78,7 @@ class WeightSnapshot:
 
 
 def keras_variables(model):
-    """`model.weights` if `get_weights`/`set_weights` are Keras's own over them.
-
-    Keras's `Layer.get_weights` returns the values of `model.weights` in order,
-    and `set_weights` assigns them back, so a snapshot can stand in for both.
-    A model without Keras variables, or with its own `get_weights` or
-    `set_weights`, gives None: its methods are then called, as Keras does.
-    """
+    """`model.weights` if its `get_weights`/`set_weights` are Keras's, else None."""
     cls = type(model)
     if (
         getattr(cls, "get_weights", None) is not keras.layers.Layer.get_weights
@@ -117,10 +94,8 @@ def keras_variables(model):
 class ModelWeights:
     """Copies a model's weights out and puts them back, in place where it can.
 
-    A Keras model's weights go into one `WeightSnapshot`, reused from copy to
-    copy (the list `copy` returns is its buffers, overwritten by the next
-    copy); any other model, with only `get_weights` and `set_weights` or its
-    own versions of them, gets those called.
+    A Keras model's weights go into one `WeightSnapshot` whose buffers the next
+    `copy` overwrites; any other model gets its `get_weights`/`set_weights`.
     """
 
     def __init__(self):

@@ -160,7 +160,6 @@ class EarlyStopping(keras.callbacks.Callback):
         )
         self.checkpoint_path = _args.checkpoint_path(checkpoint_path)
 
-        self.best_weights = None
         self.monitor_op = None
         self._weights = ModelWeights()
         self._interrupt = GracefulInterrupt(
@@ -176,6 +175,7 @@ class EarlyStopping(keras.callbacks.Callback):
         self.stopped_epoch = 0
         self.best = None
         self.best_epoch = 0
+        self.best_weights = None
         self.stop_reason = None
         self.stop_message = None
         self._initial_weights = None
@@ -195,11 +195,7 @@ class EarlyStopping(keras.callbacks.Callback):
         return cls(**config)
 
     def get_state(self) -> dict:
-        """Returns the callback's progress as a JSON-friendly dict.
-
-        The best weights themselves live in memory (`best_weights`) and, with
-        `checkpoint_path`, in that file, whose path the dict names.
-        """
+        """Returns the callback's progress as a JSON-friendly dict (no weights)."""
         return {
             "epoch": self._last_epoch,
             "best": self.best,
@@ -257,7 +253,6 @@ class EarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # Allow instances to be re-used across `model.fit()` calls.
         self._reset()
-        self.best_weights = None
         self._training = True
         self._checkpoint = (
             BestCheckpoint(self.checkpoint_path) if self.checkpoint_path else None
@@ -324,22 +319,18 @@ class EarlyStopping(keras.callbacks.Callback):
         if epoch < self.start_from_epoch:
             return
 
-        captured = False
-        if self.restore_best_weights and self.best_weights is None:
+        improved = self._is_improvement(current, self.best)
+        if improved or (self.restore_best_weights and self.best_weights is None):
             # As in Keras: with no best weights yet (first monitored epoch,
             # or `best_weights` set to None), the current ones are the best.
             with hold_interrupts():
-                self._set_best_weights(self._weights.copy(self.model))
-                self.best_epoch = epoch
-            captured = True
-
-        self.wait += 1
-        if self._is_improvement(current, self.best):
-            with hold_interrupts():
-                self.best = current
-                self.best_epoch = epoch
-                if self.restore_best_weights and not captured:
+                if self.restore_best_weights:
                     self._set_best_weights(self._weights.copy(self.model))
+                self.best_epoch = epoch
+                if improved:
+                    self.best = current
+        self.wait += 1
+        if improved:
             if self._checkpoint is not None:
                 self._checkpoint.save_weights(self.model, epoch, self._fit_model)
             # Only restart wait if we beat both the baseline and our previous
@@ -409,18 +400,18 @@ class EarlyStopping(keras.callbacks.Callback):
         if not self.restore_best_weights:
             return
         if self.best_weights is not None:
-            if self.verbose > 0:
-                _messages.print_message(
-                    "Restoring model weights from the end of the best epoch: "
-                    f"{self.best_epoch + 1}."
-                )
             weights = self.best_weights
+            message = (
+                "Restoring model weights from the end of the best epoch: "
+                f"{self.best_epoch + 1}."
+            )
         elif self.stop_reason == "non_finite" and self._initial_weights is not None:
-            if self.verbose > 0:
-                _messages.print_message("Restoring model weights from before training.")
             weights = self._initial_weights
+            message = "Restoring model weights from before training."
         else:
             return
+        if self.verbose > 0:
+            _messages.print_message(message)
         with hold_interrupts():
             self._weights.put_back(self.model, weights)
 

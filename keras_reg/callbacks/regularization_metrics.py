@@ -57,9 +57,8 @@ class RegularizationMetrics(keras.callbacks.Callback):
         self.per_layer = _validation.check_bool("per_layer", per_layer)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        logs.update(self.metrics())
+        if logs is not None:
+            logs.update(self.metrics())
 
     def metrics(self) -> dict:
         """Returns the values the callback adds to the logs, for the model now."""

@@ -96,13 +96,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         self.data = data
         self.batch_size = _validation.check_int("batch_size", batch_size, low=1)
         self.verbose = _args.verbose(verbose)
-        self._reset()
-
-    def _reset(self):
-        self.n_averaged = 0
-        self._variables = None
-        self._sums = None
-        self._dtypes = None
+        self.n_averaged, self._sums = 0, None
 
     def get_config(self) -> dict:
         names = "start_epoch frequency update_bn batch_size verbose".split()
@@ -123,7 +117,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         ]
 
     def on_train_begin(self, logs=None):
-        self._reset()
+        self.n_averaged, self._sums = 0, None
         if self.update_bn:
             self._layers_to_update()
 
@@ -143,7 +137,6 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         self.n_averaged += 1
 
     def on_train_end(self, logs=None):
-        model = self.model
         if not self.n_averaged:
             self._say(
                 f"no epoch reached start_epoch={self.start_epoch} (0-based); "
@@ -157,7 +150,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         layers = self._layers_to_update() if self.update_bn else None
         if not layers:
             return
-        examples = _recompute_statistics(model, layers, self._batches())
+        examples = _recompute_statistics(self.model, layers, self._batches())
         plural = "s" if len(layers) > 1 else ""
         self._say(
             f"recomputed the statistics of {len(layers)} BatchNormalization "
@@ -191,8 +184,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
                 yield keras.tree.map_structure(lambda a, s=start, e=end: a[s:e], x)
             return
         if isinstance(data, keras.utils.PyDataset):
-            dataset = data
-            data = (dataset[index] for index in range(dataset.num_batches))
+            data = map(data.__getitem__, range(data.num_batches))
         for batch in data:
             x = keras.utils.unpack_x_y_sample_weight(batch)[0]
             yield keras.tree.map_structure(_to_backend, x)
@@ -214,12 +206,8 @@ def _statistics(layer):
 
 
 def _moments_function(model, layers):
-    """Returns `moments(x)`: each layer's (mean, variance) after a training call.
-
-    On JAX the call is compiled (`stateless_call` under `jax.jit`, the state
-    carried from batch to batch): eager JAX dispatches op by op.
-    """
-    if keras.backend.backend() == "jax":
+    """Returns `moments(x)`: each layer's (mean, variance) after a training call."""
+    if keras.backend.backend() == "jax":  # compiled: eager JAX runs op by op
         import jax
 
         variables = model.non_trainable_variables
@@ -254,13 +242,7 @@ def _moments_function(model, layers):
 
 
 def _recompute_statistics(model, layers, batches):
-    """Sets each layer's moving statistics to its inputs' pooled moments.
-
-    With momentum 0 a training-mode call leaves the batch's mean and biased
-    variance in the moving statistics; they are read after each batch and
-    pooled (Chan et al.'s parallel update, in float64). Every non-trainable
-    variable is put back afterwards, so the pass leaves no other trace.
-    """
+    """Sets each layer's moving statistics to its inputs' pooled moments."""
     saved = [
         (v, np.array(host_view(v), copy=True)) for v in model.non_trainable_variables
     ]
@@ -292,6 +274,7 @@ def _recompute_statistics(model, layers, batches):
                 mean, variance = (
                     keras.ops.convert_to_numpy(t).astype(np.float64) for t in pair
                 )
+                # Chan et al.'s parallel update of the mean and squared deviations.
                 delta = mean - means[index]
                 means[index] += delta * (rows / total)
                 squares[index] += variance * rows

@@ -23,10 +23,6 @@ EXIT_USAGE = 2
 # effect reaches.
 # benchmarks/compare_speed.py measures the default run.
 DEFAULT_EPOCHS = 30
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_SEED = 0
-DEFAULT_SEEDS = 5
-DEFAULT_GRID = 3
 MAX_GRID = 9
 DEFAULT_OUTPUT = "keras_reg_compare"
 FILES = ("results.json", "results.csv", "results.png")
@@ -50,13 +46,6 @@ class _Parser(argparse.ArgumentParser):
     # a single line, so its errors travel as UsageError instead.
     def error(self, message):
         raise UsageError(message)
-
-
-def _technique_help():
-    return "\n".join(
-        f"  {t.name:<23} {'' if t.default_run else '(opt-in) '}{t.description}"
-        for t in techniques_lib.TECHNIQUES
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
             "overfits. The backend follows KERAS_BACKEND.",
             width=79,
         ),
-        epilog="techniques:\n" + _technique_help(),
+        epilog="techniques:\n"
+        + "\n".join(
+            f"  {t.name:<23} {'' if t.default_run else '(opt-in) '}{t.description}"
+            for t in techniques_lib.TECHNIQUES
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument(
@@ -126,48 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
         "(proximal) and Pruning at the sparsities they reach); the baseline "
         "is always trained (default: default)",
     )
-    compare.add_argument(
-        "--epochs",
-        type=int,
-        default=DEFAULT_EPOCHS,
-        metavar="N",
-        help=f"epoch budget of every technique (default: {DEFAULT_EPOCHS})",
-    )
-    compare.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        metavar="N",
-        help=f"batch size (default: {DEFAULT_BATCH_SIZE})",
-    )
-    compare.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        metavar="N",
-        help=f"first seed; the seeds are N, N+1, ... (default: {DEFAULT_SEED})",
-    )
-    compare.add_argument(
-        "--seeds",
-        type=int,
-        default=DEFAULT_SEEDS,
-        metavar="N",
-        help=f"number of seeds per technique (default: {DEFAULT_SEEDS})",
-    )
+    for flag, default, text in (
+        ("--epochs", DEFAULT_EPOCHS, "epoch budget of every technique"),
+        ("--batch-size", 32, "batch size"),
+        ("--seed", 0, "first seed; the seeds are N, N+1, ..."),
+        ("--seeds", 5, "number of seeds per technique"),
+    ):
+        compare.add_argument(
+            flag,
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"{text} (default: %(default)s)",
+        )
     compare.add_argument(
         "--grid",
         type=int,
-        default=DEFAULT_GRID,
+        default=3,
         metavar="N",
         help="strengths tried per technique, chosen on validation data; 1 "
-        f"takes each default (default: {DEFAULT_GRID}, at most {MAX_GRID})",
+        f"takes each default (default: %(default)s, at most {MAX_GRID})",
     )
     compare.add_argument(
         "--output",
         default=DEFAULT_OUTPUT,
         metavar="DIR",
         help=f"folder for {', '.join(FILES)}, created if missing "
-        f"(default: ./{DEFAULT_OUTPUT}/)",
+        "(default: ./%(default)s/)",
     )
     compare.add_argument(
         "--quiet",
@@ -242,18 +220,11 @@ def _check_arguments(args):
 
 
 def _load_data(args):
-    try:
-        if args.data is None:
-            return data_lib.load_digits_problem()
-        if args.data.lower().endswith(".npz"):
-            return data_lib.load_npz_problem(args.data, args.task)
-        return data_lib.load_csv_problem(args.data, args.target, args.task)
-    except data_lib.DataError as e:
-        raise UsageError(str(e)) from None
-
-
-def _seeds_text(seeds):
-    return f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    if args.data is None:
+        return data_lib.load_digits_problem()
+    if args.data.lower().endswith(".npz"):
+        return data_lib.load_npz_problem(args.data, args.task)
+    return data_lib.load_csv_problem(args.data, args.target, args.task)
 
 
 def run_compare(
@@ -295,35 +266,29 @@ def run_compare(
         if note is not None:
             chosen.remove(technique)
             notes.append(note)
-    names = {t.name for t in chosen}
-    matching = sparsity.PRUNING in names and bool(names & set(sparsity.SOURCES))
-
-    def planned(technique):
-        if matching and technique.name == sparsity.PRUNING:
-            # At most one target per proximal strength.
-            values = [
-                v
-                for t in chosen
-                if t.name in sparsity.SOURCES
-                for v in t.values(args.grid)
-            ]
-            return training.tower_count(technique, settings, values)
-        return training.tower_count(technique, settings)
-
-    towers = {t.name: planned(t) for t in chosen}
+    # With a proximal technique, Pruning trains at most one target sparsity
+    # per proximal strength.
+    proximal = [
+        v for t in chosen if t.name in sparsity.SOURCES for v in t.values(args.grid)
+    ]
+    matching = bool(proximal) and any(t.name == sparsity.PRUNING for t in chosen)
+    towers = sum(
+        training.tower_count(
+            t, settings, proximal if matching and t.name == sparsity.PRUNING else None
+        )
+        for t in chosen
+    )
     if not args.quiet:
         print(
             f"keras-reg compare: {problem.source} ({problem.task}, "
             f"{problem.n_train} train / {problem.n_val} validation / "
             f"{len(problem.test)} test rows), {len(chosen)} techniques, "
-            f"{sum(towers.values())} runs ({args.seeds} seeds, grid {args.grid}) "
+            f"{towers} runs ({args.seeds} seeds, grid {args.grid}) "
             f"x {args.epochs} epochs, backend {backend}",
             file=stderr,
             flush=True,
         )
-    progress = report.Progress(
-        sum(towers.values()) * args.epochs, stream=stderr, quiet=args.quiet
-    )
+    progress = report.Progress(towers * args.epochs, stream=stderr, quiet=args.quiet)
     summaries = []
     matched = {}
     width = max(len(t.name) for t in chosen)
@@ -340,7 +305,7 @@ def run_compare(
             runs, wall = riding
             start = technique.swa_start(args.epochs)
             progress.update(
-                f"{prefix} {_seeds_text(seeds)}  the baseline's epochs "
+                f"{prefix} {report.seeds_text(seeds)}  the baseline's epochs "
                 f"{start + 1}-{args.epochs} averaged",
                 0,
             )
@@ -364,18 +329,13 @@ def run_compare(
         }
     )
 
-    print(report.format_table(summaries, problem.task, args.epochs), file=stdout)
-    print(file=stdout)
-    for verdict in judged:
-        print(verdict["text"], file=stdout)
+    lines = [report.format_table(summaries, problem.task, args.epochs), ""]
+    lines += [verdict["text"] for verdict in judged]
     if sparse is not None:
-        print(file=stdout)
-        print(sparsity.format_section(sparse, len(seeds)), file=stdout)
+        lines += ["", sparsity.format_section(sparse, len(seeds))]
     if notes:
-        print(file=stdout)
-    for note in notes:
-        print(f"Note: {note}", file=stdout)
-    stdout.flush()
+        lines += ["", *(f"Note: {note}" for note in notes)]
+    print("\n".join(lines), file=stdout, flush=True)
 
     if problem.task == "classification":
         threshold = {"metric": "accuracy", "value": training.ACCURACY_THRESHOLD}
@@ -424,19 +384,13 @@ def run_compare(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `keras-reg` and `python -m keras_reg`; returns the status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser.parse_args(argv)
-        return run_compare(args)
-    except UsageError as e:
-        command = "keras-reg compare" if _is_compare(argv) else "keras-reg"
+        return run_compare(build_parser().parse_args(argv))
+    except (UsageError, data_lib.DataError) as e:
+        command = "keras-reg compare" if "compare" in argv[:1] else "keras-reg"
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as e:
         # --help exits through argparse.
         return e.code if isinstance(e.code, int) else 0
-
-
-def _is_compare(argv):
-    argv = sys.argv[1:] if argv is None else argv
-    return bool(argv) and argv[0] == "compare"

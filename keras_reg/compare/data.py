@@ -1,13 +1,7 @@
 """Data for `keras-reg compare`: bundled digits, or a user's CSV or .npz file.
 
-A `Problem` holds the whole data set with a test split fixed for it (drawn
-with seed 0, stratified for classification); `Problem.split(seed)` draws the
-training and validation splits of one seed from the other rows and
-standardizes all three with the training split's statistics.
-
 Every problem with a user's file is found here, before anything is trained or
-written, and reported as a `DataError` whose message is one line naming the
-problem. Reading uses only the standard library and NumPy.
+written, and raised as a one-line `DataError`.
 """
 
 import csv
@@ -66,15 +60,13 @@ class Problem:
     pool: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self):
-        n_test = self.n_test
-        if self.n_val < 1 or n_test < 1 or self.n_train < 2:
+        if self.n_val < 1 or self.n_test < 1 or self.n_train < 2:
             raise DataError(
                 f"{self.source!r} has {len(self.y)} rows: too few to split into "
                 "training, validation and test rows"
             )
-        self.pool, self.test = _draw(
-            np.arange(len(self.y)), n_test, 0, self._labels(np.arange(len(self.y)))
-        )
+        rows = np.arange(len(self.y))
+        self.pool, self.test = _draw(rows, self.n_test, 0, self._labels(rows))
 
     @property
     def n_features(self) -> int:
@@ -88,23 +80,22 @@ class Problem:
         return self.y[rows] if self.task == "classification" else None
 
     def split(self, seed: int) -> Split:
-        """Training and validation rows drawn with `seed`, standardized."""
+        """Training and validation rows drawn with `seed`, standardized with
+        the training rows' statistics."""
         rest, val = _draw(self.pool, self.n_val, seed, self._labels(self.pool))
         if len(rest) > self.n_train:
             _, train = _draw(rest, self.n_train, seed, self._labels(rest))
         else:
             train = rest
-        x_train, x_val, x_test = _standardize(
-            self.x[train], self.x[val], self.x[self.test]
-        )
+        parts = (train, val, self.test)
+        xs = _standardize(*(self.x[rows] for rows in parts))
         if self.task == "classification":
-            ys = [self.y[rows].astype("int32") for rows in (train, val, self.test)]
-            return Split(x_train, ys[0], x_val, ys[1], x_test, ys[2])
+            ys = [self.y[rows].astype("int32") for rows in parts]
+            return Split(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
         mean = float(self.y[train].mean())
         std = float(self.y[train].std()) or 1.0
-        ys = [((self.y[r] - mean) / std).astype("float32") for r in (train, val)]
-        y_test = ((self.y[self.test] - mean) / std).astype("float32")
-        return Split(x_train, ys[0], x_val, ys[1], x_test, y_test, std)
+        ys = [((self.y[rows] - mean) / std).astype("float32") for rows in parts]
+        return Split(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], std)
 
     def describe(self) -> dict:
         """The `data` section of results.json."""
@@ -202,14 +193,12 @@ def _read_rows(path):
             f"{path!r} is not a CSV file with a header row and at least two "
             "comma-separated columns"
         )
-    for i, name in enumerate(header, start=1):
-        if not name:
-            raise DataError(f"{path!r}: column {i} has an empty name in the header")
-    seen = set()
-    for name in header:
-        if name in seen:
+    if "" in header:
+        i = header.index("") + 1
+        raise DataError(f"{path!r}: column {i} has an empty name in the header")
+    for i, name in enumerate(header):
+        if name in header[:i]:
             raise DataError(f"{path!r}: column {name!r} appears twice in the header")
-        seen.add(name)
     for number, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(
@@ -227,35 +216,27 @@ def _to_float(cell):
 
 
 def _classes(values):
-    """Sorted distinct labels: numerically when all are numbers."""
+    """Sorted distinct labels (numerically when all are numbers), and the
+    class index of each value."""
     numbers = [_to_float(v) for v in values]
-    if all(n is not None for n in numbers):
-        by_value = {}
-        for v, n in zip(values, numbers, strict=True):
-            by_value.setdefault(n, v)
-        ordered = sorted(by_value)
-        names = [_label_name(n) for n in ordered]
-        index = {n: i for i, n in enumerate(ordered)}
-        return names, np.array([index[n] for n in numbers], dtype="int64")
-    names = sorted(set(values))
-    index = {v: i for i, v in enumerate(names)}
-    return names, np.array([index[v] for v in values], dtype="int64")
+    keys = values if None in numbers else numbers
+    ordered = sorted(set(keys))
+    index = {key: i for i, key in enumerate(ordered)}
+    names = ordered if keys is values else [_label_name(n) for n in ordered]
+    return names, np.array([index[key] for key in keys], dtype="int64")
 
 
 def _label_name(number):
-    return str(int(number)) if float(number).is_integer() else repr(number)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def _detect_task(values):
     numbers = [_to_float(v) for v in values]
-    if any(n is None for n in numbers):
+    if None in numbers:
         return "classification"
-    distinct = set(numbers)
-    if all(n.is_integer() for n in numbers) and len(distinct) <= min(
-        MAX_CLASSES_AUTO, len(values) // 2
-    ):
-        return "classification"
-    return "regression"
+    few = len(set(numbers)) <= min(MAX_CLASSES_AUTO, len(values) // 2)
+    labels = few and all(n.is_integer() for n in numbers)
+    return "classification" if labels else "regression"
 
 
 def _show(names, limit=8):
@@ -282,12 +263,11 @@ def load_csv_problem(path: str, target: str, task: str) -> Problem:
                     f"{path!r} has {what} in column {name!r} at line {number}; "
                     "fill or drop incomplete rows first"
                 )
-    target_index = header.index(target)
-    feature_names = [name for name in header if name != target]
-    features = np.empty((len(rows), len(feature_names)), dtype="float64")
+    columns = [j for j, name in enumerate(header) if name != target]
+    features = np.empty((len(rows), len(columns)), dtype="float64")
     non_numeric = []
-    for j, name in enumerate(n for n in header if n != target):
-        col = header.index(name)
+    for j, col in enumerate(columns):
+        name = header[col]
         for i, (number, row) in enumerate(rows):
             value = _to_float(row[col])
             if value is None:
@@ -308,7 +288,8 @@ def load_csv_problem(path: str, target: str, task: str) -> Problem:
         raise DataError(
             f"{path!r} has {len(rows)} data rows; compare needs at least {MIN_ROWS}"
         )
-    values = [row[target_index] for _, row in rows]
+    values = [row[header.index(target)] for _, row in rows]
+    feature_names = [header[j] for j in columns]
     return _problem(path, target, task, feature_names, features, values)
 
 
@@ -318,18 +299,17 @@ def load_npz_problem(path: str, task: str) -> Problem:
         raise DataError(f"data file {path!r} does not exist or is not a file")
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            missing = [name for name in ("x", "y") if name not in arrays.files]
-            if missing:
-                raise DataError(
-                    f"{path!r} has no array named {missing[0]!r}; "
-                    f"arrays: {_show(arrays.files)}"
-                )
-            x, y = arrays["x"], arrays["y"]
+            files = arrays.files
+            missing = [name for name in ("x", "y") if name not in files]
+            if not missing:
+                x, y = arrays["x"], arrays["y"]
     except (OSError, ValueError, TypeError, AttributeError) as e:
         # np.load gives an array, without `files`, for a .npy file.
-        if isinstance(e, DataError):
-            raise
         raise DataError(f"{path!r} is not a readable .npz file: {e}") from None
+    if missing:
+        raise DataError(
+            f"{path!r} has no array named {missing[0]!r}; arrays: {_show(files)}"
+        )
     real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
     if x.ndim != 2 or x.shape[1] < 1 or not real:
         raise DataError(
@@ -353,8 +333,8 @@ def _problem(path, target, task, feature_names, features, values):
     chosen = _detect_task(values) if task == "auto" else task
     if chosen == "regression":
         numbers = [_to_float(v) for v in values]
-        if any(n is None for n in numbers):
-            bad = next(v for v, n in zip(values, numbers, strict=True) if n is None)
+        if None in numbers:
+            bad = values[numbers.index(None)]
             raise DataError(
                 f"target column {target!r} is not numeric (e.g. {bad!r}); "
                 "regression needs numbers"

@@ -1,18 +1,8 @@
 """The model `keras-reg compare` trains: the built-in MLP or CNN, or the user's.
 
-`--model cnn` is the built-in convolutional model (`builtin_cnn`):
-the features as a square one-channel image (digits: 8x8x1), for DropBlock;
-it needs a number of features that is a perfect square.
-
-`--model FILE.py:FUNCTION` names a function `FUNCTION(input_shape,
-output_size)` that returns a Keras model, compiled or not. It is called once
-per seed, under `keras.utils.set_random_seed(seed)`, and every technique
-starts from that seed's model through `keras_reg.regularize`, which keeps
-its weights. A compiled model's optimizer (a fresh copy) trains it; the loss
-is the task's: sparse categorical cross-entropy on the model's output
-(probabilities after a final softmax, logits otherwise), or mean squared
-error. Every problem with the file or the model is found before anything is
-trained or written and reported as a one-line `ModelError`.
+`--model` is documented in docs/compare.md ("Model."). Every problem with the
+file or the model is found before anything is trained or written, and raised
+as a one-line `ModelError`.
 """
 
 import importlib.util

@@ -1,10 +1,5 @@
 """The figure of `keras-reg compare`: loss curves and generalization gaps.
 
-One PNG of fixed size (`FIGURE_SIZE_PX`): small multiples of the validation
-data loss per technique at its chosen strength (the mean over the seeds, the
-band from the lowest to the highest seed; shared log-scale y axis), and below
-them a bar chart of each technique's generalization gap with its 95%
-interval, labelled with the chosen strength.
 Drawn on a bare `matplotlib.figure.Figure`, which renders with Agg and leaves
 pyplot's global state alone.
 """
@@ -17,16 +12,6 @@ from matplotlib.figure import Figure
 
 DPI = 100
 FIGURE_SIZE_PX = (1400, 900)
-
-
-def _gap_label(task):
-    return f"test - train {_loss_label(task)}"
-
-
-def _loss_label(task):
-    if task == "classification":
-        return "cross-entropy"
-    return "MSE (standardized target)"
 
 
 def _positive(values):
@@ -46,6 +31,7 @@ def _curves(technique):
 
 def plot_results(path: str, techniques: list[dict], task: str, title: str) -> None:
     """Writes the figure for `techniques` (entries of results.json) to `path`."""
+    loss = "cross-entropy" if task == "classification" else "MSE (standardized target)"
     width, height = FIGURE_SIZE_PX
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     n = len(techniques)
@@ -70,7 +56,7 @@ def plot_results(path: str, techniques: list[dict], task: str, title: str) -> No
         ax.set_title(technique["name"] + (f" ({label})" if label else ""), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         if i % cols == 0:
-            ax.set_ylabel(f"val loss ({_loss_label(task)})", fontsize=8)
+            ax.set_ylabel(f"val loss ({loss})", fontsize=8)
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)
@@ -98,7 +84,7 @@ def plot_results(path: str, techniques: list[dict], task: str, title: str) -> No
             )
     bars.axhline(0, color="black", linewidth=0.8)
     bars.set_title(
-        f"Generalization gap ({_gap_label(task)}), mean and 95% interval over "
+        f"Generalization gap (test - train {loss}), mean and 95% interval over "
         "seeds; lower overfits less"
     )
     bars.set_ylabel("gap")

@@ -122,6 +122,12 @@ def numbers(run: dict, task: str, epochs: int) -> dict:
     }
 
 
+def summary(values) -> dict:
+    """`{"mean", "ci_low", "ci_high"}` of `values` (`verdicts.interval`)."""
+    mean, low, high = verdicts.interval(values)
+    return {"mean": mean, "ci_low": low, "ci_high": high}
+
+
 def summarize(technique, runs, task, epochs, wall) -> dict:
     """Chooses `technique`'s strength on validation data and summarizes it.
 
@@ -131,18 +137,18 @@ def summarize(technique, runs, task, epochs, wall) -> dict:
     """
     sign = 1 if task == "classification" else -1
     metric = primary_metric(task)
-    grid = []
-    for value in technique.values_of(runs):
-        mean = np.mean(
-            [r["validation"][metric] for r in runs if r["strength"] == value]
-        )
-        grid.append(
-            {
-                "strength": value,
-                "label": technique.label(value),
-                "validation_mean": float(mean),
-            }
-        )
+    grid = [
+        {
+            "strength": value,
+            "label": technique.label(value),
+            "validation_mean": float(
+                np.mean(
+                    [r["validation"][metric] for r in runs if r["strength"] == value]
+                )
+            ),
+        }
+        for value in dict.fromkeys(r["strength"] for r in runs)
+    ]
     # A diverged strength (NaN) is never chosen.
     chosen = max(
         grid,
@@ -153,10 +159,6 @@ def summarize(technique, runs, task, epochs, wall) -> dict:
         ),
     )["strength"]
     chosen_numbers = [numbers(r, task, epochs) for r in runs if r["strength"] == chosen]
-    summary = {}
-    for measure in MEASURES:
-        mean, low, high = verdicts.interval([n[measure] for n in chosen_numbers])
-        summary[measure] = {"mean": mean, "ci_low": low, "ci_high": high}
     return {
         "name": technique.name,
         "description": technique.description,
@@ -164,7 +166,7 @@ def summarize(technique, runs, task, epochs, wall) -> dict:
         "grid": grid,
         "chosen_strength": chosen,
         "chosen_label": technique.label(chosen),
-        "summary": summary,
+        "summary": {m: summary([n[m] for n in chosen_numbers]) for m in MEASURES},
         "runs": runs,
         "chosen_numbers": chosen_numbers,
         "wall_time_s": wall,
@@ -215,8 +217,14 @@ def format_table(techniques: list[dict], task: str, epochs: int) -> str:
                 f"{t['wall_time_s']:.1f}s",
             ]
         )
+    return format_rows(headers, rows)
+
+
+def format_rows(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns as wide as their widest cell: the first left-aligned, the rest
+    right-aligned, under a rule."""
     widths = [
-        max(len(str(line[i])) for line in [headers, *rows]) for i in range(len(headers))
+        max(len(line[i]) for line in [headers, *rows]) for i in range(len(headers))
     ]
 
     def render(cells):
@@ -256,6 +264,10 @@ def write_csv(path: str, techniques: list[dict], task: str) -> None:
             for measure in MEASURES:
                 cells += [repr(float(v)) for v in t["summary"][measure].values()]
             writer.writerow([*cells, f"{t['wall_time_s']:.3f}"])
+
+
+def seeds_text(seeds) -> str:
+    return f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
 
 
 class Progress:

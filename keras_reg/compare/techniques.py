@@ -1,12 +1,8 @@
 """The techniques that `keras-reg compare` trains, one table entry each.
 
-A technique is data: a kernel regularizer, Dropout (or DropBlock) and
-BatchNormalization added to the model by `keras_reg.regularize`, an optional
-EarlyStopping or StochasticWeightAveraging, an optional optimizer wrapper
-(Proximal, SAM, Pruning), and, for a technique with a strength, the grid of
-strengths to try (chosen on validation data). Every technique shares the
-model, optimizer, seeds and epoch budget, so a difference in the results
-comes from the technique alone.
+A technique is data: what it adds to the model (through
+`keras_reg.regularize`), to the optimizer and to training, and the grid of
+strengths to try.
 """
 
 import dataclasses
@@ -18,26 +14,12 @@ from keras_reg import layers as reg_layers
 from keras_reg import regularizers as reg_regularizers
 
 # The strength grids (`--grid N` values, geometric for factors, linear for a
-# rate, rounded for a patience); `--grid 1` takes the default. The proximal L1
-# step shrinks each weight by learning_rate * l1 per step: 0.1-1.0 spans "some"
-# to "most" kernel weights at 0 on digits (benchmarks/sparsity.py), where a
-# subgradient L1 factor acts through the gradient, on another scale.
-L1_GRID, L1_DEFAULT = (1e-5, 1e-3), 1e-4
-L1_PROXIMAL_GRID, L1_PROXIMAL_DEFAULT = (0.1, 1.0), 0.3
-L2_GRID, L2_DEFAULT = (1e-4, 1e-2), 1e-3
-DROPOUT_GRID, DROPOUT_DEFAULT = (0.2, 0.5), 0.5
-PATIENCE_GRID, PATIENCE_DEFAULT = (3, 10), 5
-# DropBlock's rate on the 8x8 and 4x4 maps of `--model cnn`, blocks of 3x3.
-DROP_BLOCK_GRID, DROP_BLOCK_DEFAULT, DROP_BLOCK_SIZE = (0.05, 0.2), 0.1, 3
-# SAM's radius around Foret et al.'s 0.05.
-RHO_GRID, RHO_DEFAULT = (0.01, 0.1), 0.05
-# Group lasso's factor: block soft-thresholding shrinks each hidden unit's
-# incoming weights by learning_rate * factor * sqrt(group size) a step. On
-# digits (30 epochs) 0.2 zeroes almost no unit, 0.55 about a third, 0.9
-# nearly all (accuracy 0.1): a sharp transition.
-GROUP_LASSO_GRID, GROUP_LASSO_DEFAULT = (0.2, 0.6), 0.35
-# Pruning's target sparsity when no proximal technique sets it.
-SPARSITY_GRID, SPARSITY_DEFAULT = (0.5, 0.9), 0.8
+# rate or a sparsity, rounded for a patience) are with each technique below;
+# `--grid 1` takes the default. These defaults also make up "Combined".
+L2_DEFAULT = 1e-3
+DROPOUT_DEFAULT = 0.5
+PATIENCE_DEFAULT = 5
+DROP_BLOCK_SIZE = 3
 # SWA averages the weights of the last quarter of the epochs (no grid).
 SWA_START = 0.75
 
@@ -126,10 +108,6 @@ class Technique:
             kwargs["kernel_regularizer"] = cls(**factors)
         return kwargs
 
-    def values_of(self, runs) -> list:
-        """The strengths present in `runs`, in grid order."""
-        return list(dict.fromkeys(run["strength"] for run in runs))
-
     def label(self, value) -> str:
         """The strength as the table shows it (`l2=0.001`), or ""."""
         if self.strength is None:
@@ -147,20 +125,9 @@ class Technique:
         return value if self.strength == "patience" else PATIENCE_DEFAULT
 
     def to_config(self) -> dict:
-        return {
-            key: getattr(self, key)
-            for key in (
-                "strength",
-                "regularizer",
-                "proximal",
-                "batch_normalization",
-                "dropout",
-                "early_stopping",
-                "dropout_layer",
-                "optimizer",
-                "swa",
-            )
-        }
+        """The technique's fields for results.json, less its name and grid."""
+        skip = ("name", "description", "grid", "default", "default_run")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def swa_start(self, epochs: int) -> int:
         """SWA's first averaged epoch (0-based) for an epoch budget."""
@@ -173,16 +140,19 @@ TECHNIQUES: tuple[Technique, ...] = (
         "L1",
         "L1 kernel penalty (subgradient)",
         "l1",
-        L1_GRID,
-        L1_DEFAULT,
+        (1e-5, 1e-3),
+        1e-4,
         regularizer="L1",
     ),
     Technique(
         "L1 (proximal)",
         "L1 kernel penalty applied as a proximal step by keras_reg.optimizers.Proximal",
         "l1",
-        L1_PROXIMAL_GRID,
-        L1_PROXIMAL_DEFAULT,
+        # The proximal step shrinks each weight by learning_rate * l1 a step:
+        # 0.1-1.0 spans "some" to "most" kernel weights at 0 on digits
+        # (benchmarks/sparsity.py); subgradient L1 acts on another scale.
+        (0.1, 1.0),
+        0.3,
         regularizer="L1",
         proximal=True,
     ),
@@ -190,8 +160,12 @@ TECHNIQUES: tuple[Technique, ...] = (
         "Group lasso (proximal)",
         "GroupLasso on each kernel's units (filters), applied as a proximal step",
         "factor",
-        GROUP_LASSO_GRID,
-        GROUP_LASSO_DEFAULT,
+        # Block soft-thresholding shrinks each hidden unit's incoming weights
+        # by learning_rate * factor * sqrt(group size) a step. On digits (30
+        # epochs) 0.2 zeroes almost no unit, 0.55 about a third, 0.9 nearly
+        # all (accuracy 0.1): a sharp transition.
+        (0.2, 0.6),
+        0.35,
         regularizer="GroupLasso",
         proximal=True,
         default_run=False,
@@ -201,17 +175,19 @@ TECHNIQUES: tuple[Technique, ...] = (
         "magnitude pruning (keras_reg.pruning, per layer, polynomial schedule); "
         "at the sparsities the proximal techniques reached when they run",
         "sparsity",
-        SPARSITY_GRID,
-        SPARSITY_DEFAULT,
+        (0.5, 0.9),  # when no proximal technique sets the targets
+        0.8,
         optimizer="Pruning",
         default_run=False,
     ),
-    Technique("L2", "L2 kernel penalty", "l2", L2_GRID, L2_DEFAULT, regularizer="L2"),
+    Technique(
+        "L2", "L2 kernel penalty", "l2", (1e-4, 1e-2), L2_DEFAULT, regularizer="L2"
+    ),
     Technique(
         "ElasticNet",
         "L1 and L2 kernel penalties, l1 = l2 / 10",
         "l1_l2",
-        L2_GRID,
+        (1e-4, 1e-2),
         L2_DEFAULT,
         regularizer="ElasticNet",
     ),
@@ -219,7 +195,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         "Dropout",
         "Dropout after each hidden layer",
         "rate",
-        DROPOUT_GRID,
+        (0.2, 0.5),
         DROPOUT_DEFAULT,
     ),
     Technique(
@@ -227,8 +203,8 @@ TECHNIQUES: tuple[Technique, ...] = (
         f"DropBlock2D (blocks of {DROP_BLOCK_SIZE}x{DROP_BLOCK_SIZE}) after each "
         "layer with an image output (convolutional models only)",
         "rate",
-        DROP_BLOCK_GRID,
-        DROP_BLOCK_DEFAULT,
+        (0.05, 0.2),  # on the 8x8 and 4x4 maps of `--model cnn`
+        0.1,
         dropout_layer="DropBlock2D",
         default_run=False,
     ),
@@ -241,7 +217,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         "EarlyStopping",
         "EarlyStopping on the validation loss, restoring the best weights",
         "patience",
-        PATIENCE_GRID,
+        (3, 10),
         PATIENCE_DEFAULT,
         early_stopping=True,
     ),
@@ -255,8 +231,8 @@ TECHNIQUES: tuple[Technique, ...] = (
         "SAM",
         "sharpness-aware minimization around the optimizer, each batch twice",
         "rho",
-        RHO_GRID,
-        RHO_DEFAULT,
+        (0.01, 0.1),  # around Foret et al.'s 0.05
+        0.05,
         optimizer="SAM",
         default_run=False,
     ),

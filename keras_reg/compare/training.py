@@ -2,34 +2,12 @@
 
 A run is one strength of one technique on one seed. The runs of a technique
 are independent towers of one Keras model (one input per seed, one output per
-run) trained by one compiled step: the loss is the sum of the towers' losses,
-so each tower's gradient is its own, and each optimizer variable belongs to
-one tower, so each tower trains exactly as it would alone. One compiled step
-instead of one per run is what keeps the default comparison fast.
-
-For a seed, every technique starts from the same initial weights (the base
-model built under that seed, then `keras_reg.regularize`d, which keeps them)
-and sees the same training batches: the seed's training split, reshuffled
-every epoch with that seed. Each epoch uses the full batches of the split.
-EarlyStopping changes no training step: its runs are plain towers, and one
-`keras_reg.callbacks.EarlyStopping` per patience watches each tower's
-validation loss through a stand-in model and keeps its best weights.
-StochasticWeightAveraging changes no training step either: it rides on the
-baseline's training. One callback, driven by hand, averages the baseline's
-whole tower model (elementwise, so tower by tower); once the baseline's
-numbers are taken, the average is swapped in and SWA's are.
-
-Three optimizer wrappers need care to keep towers independent. SAM's
-perturbation takes one gradient norm over its variables: it is given one
-norm group per tower. SAM spreads an update over two train steps (ascent,
-then descent), so each batch is fed twice in a row: Foret et al.'s exact
-update, and as many updates per epoch as the baseline. An optimizer has one
-rho and one pruning schedule: SAM and Pruning train one tower model per
-strength (Pruning's per-layer masks are per tower).
-
-Numbers are measured in inference mode on whole splits. The curves and
-EarlyStopping use the data loss (cross-entropy or MSE without the weight
-penalties), so that regularized runs compare with the baseline.
+run) trained by one compiled step on the sum of the towers' losses; each
+tower's gradient and optimizer variables are its own, so it trains as it
+would alone (docs/compare.md, "Speed"). For a seed, every technique starts
+from the same initial weights and sees the same batches. Numbers are
+measured in inference mode on whole splits, with the data loss (without the
+weight penalties) so that regularized runs compare with the baseline.
 """
 
 import dataclasses
@@ -40,6 +18,7 @@ import numpy as np
 
 import keras_reg
 from keras_reg import _rebuild
+from keras_reg.compare import report
 from keras_reg.compare.apply import add_technique, make_optimizer, pruning_schedule
 from keras_reg.compare.data import Problem
 from keras_reg.compare.models import outputs_probabilities
@@ -64,7 +43,7 @@ class Settings:
         return dataclasses.asdict(self) | {"seeds": list(self.seeds)}
 
 
-class _Stand_in:
+class _StandIn:
     """The model EarlyStopping watches for one tower: it keeps what it restores."""
 
     def __init__(self, tower):
@@ -87,17 +66,6 @@ def _kernels(model):
     ]
 
 
-def _kernel_weights(model):
-    return np.concatenate([k.ravel() for k in _kernels(model)])
-
-
-def _zero_unit_fraction(model):
-    """The fraction of units (last-axis slices of the kernels: Dense units,
-    Conv filters) whose kernel weights are all exactly 0."""
-    zero = [np.all(k.reshape(-1, k.shape[-1]) == 0, axis=0) for k in _kernels(model)]
-    return float(np.mean(np.concatenate(zero)))
-
-
 class Group:
     """The towers of one technique: its runs, model, training and numbers."""
 
@@ -112,7 +80,6 @@ class Group:
         swa=None,
     ):
         self.technique = technique
-        self.problem = problem
         self.splits = splits
         self.settings = settings
         self.classification = problem.task == "classification"
@@ -145,7 +112,8 @@ class Group:
         )
         self.model = keras.Model([inputs[s] for s in settings.seeds], stacked)
         n = len(splits[settings.seeds[0]].y_train)
-        self.steps = n // min(settings.batch_size, n)
+        self.batch = min(settings.batch_size, n)
+        self.steps = n // self.batch
         schedule = None
         if technique.optimizer == "Pruning":
             schedule = pruning_schedule(values[0], settings.epochs, self.steps)
@@ -167,7 +135,7 @@ class Group:
         self.model.optimizer.build(self.model.trainable_variables)
         self.watchers = self._watchers(values)
         # `swa`: the SWA technique riding on this (the baseline's) training;
-        # its numbers come from `swa_results` after this group's own.
+        # `swa_results` gives its numbers.
         averaging = technique if technique.swa else swa
         self.swa_rides = swa is not None and not technique.swa
         self.swa = None
@@ -203,20 +171,19 @@ class Group:
         return keras.ops.sum(per_tower, axis=-1)
 
     def _watchers(self, values):
-        """(tower index, patience, EarlyStopping, stand-in) for each watch."""
+        """(tower index, strength, EarlyStopping, stand-in) for each watch."""
+        if not self.technique.early_stopping:
+            return []
         watchers = []
         for index, (tower_value, _, tower) in enumerate(self.towers):
             for value in values if tower_value is None else [tower_value]:
-                patience = self.technique.patience(value)
-                if patience is None:
-                    continue
                 callback = keras_reg.callbacks.EarlyStopping(
                     monitor="val_data_loss",
                     mode="min",
-                    patience=patience,
+                    patience=self.technique.patience(value),
                     restore_best_weights=True,
                 )
-                stand_in = _Stand_in(tower)
+                stand_in = _StandIn(tower)
                 callback.set_model(stand_in)
                 callback.on_train_begin()
                 watchers.append((index, value, callback, stand_in))
@@ -225,19 +192,18 @@ class Group:
     def fit(self, on_epoch=None):
         seeds = self.settings.seeds
         n = len(self.splits[seeds[0]].y_train)
-        batch = min(self.settings.batch_size, n)
-        steps = n // batch
+        used = self.steps * self.batch
         # SAM: ascent and descent on the same batch.
         repeats = 2 if self.technique.optimizer == "SAM" else 1
         rngs = {s: np.random.default_rng([s, 2026]) for s in seeds}
         tower_seeds = [seed for _, seed, _ in self.towers]
         for epoch in range(self.settings.epochs):
-            order = {s: rngs[s].permutation(n)[: steps * batch] for s in seeds}
+            order = {s: rngs[s].permutation(n)[:used] for s in seeds}
             x = [self.splits[s].x_train[order[s]] for s in seeds]
             y = np.stack([self.splits[s].y_train[order[s]] for s in tower_seeds], 1)
             # train_on_batch: `fit` would rebuild its data pipeline every epoch.
-            for start in range(0, steps * batch, batch):
-                end = start + batch
+            for start in range(0, used, self.batch):
+                end = start + self.batch
                 for _ in range(repeats):
                     self.model.train_on_batch([a[start:end] for a in x], y[start:end])
             self._monitor(epoch)
@@ -265,11 +231,11 @@ class Group:
         for index, (_, seed, _) in enumerate(self.towers):
             split = self.splits[seed]
             history = self.history[index]
-            measured = self._measure(val[index], split.y_val)
-            history["val_data_loss"].append(measured["data_loss"])
-            history["val_metric"].append(measured["metric"])
+            loss, metric = self._measure(val[index], split.y_val)
+            history["val_data_loss"].append(loss)
+            history["val_metric"].append(metric)
             history["train_metric"].append(
-                self._measure(train[index], split.y_train)["metric"]
+                self._measure(train[index], split.y_train)[1]
             )
         for index, _, callback, stand_in in self.watchers:
             if not stand_in.stop_training:
@@ -277,19 +243,18 @@ class Group:
                 callback.on_epoch_end(epoch, {"val_data_loss": loss})
 
     def _measure(self, predictions, y):
-        """`data_loss` and the primary `metric` (accuracy, or MSE on the
-        standardized target) of `predictions`, with `accuracy`/`mse` extras."""
-        if self.classification:
-            if self.probabilities:
-                p = predictions
-            else:
-                p = np.exp(predictions - predictions.max(axis=1, keepdims=True))
-                p /= p.sum(axis=1, keepdims=True)
-            picked = np.clip(p[np.arange(len(y)), y], _EPSILON, 1 - _EPSILON)
-            accuracy = float(np.mean(np.argmax(p, axis=1) == y))
-            return {"data_loss": float(-np.mean(np.log(picked))), "metric": accuracy}
-        mse = float(np.mean((predictions[:, 0] - y) ** 2))
-        return {"data_loss": mse, "metric": mse}
+        """`(data loss, metric)`: cross-entropy and accuracy, or MSE twice (on
+        the standardized target)."""
+        if not self.classification:
+            mse = float(np.mean((predictions[:, 0] - y) ** 2))
+            return mse, mse
+        p = predictions
+        if not self.probabilities:
+            p = np.exp(predictions - predictions.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+        picked = np.clip(p[np.arange(len(y)), y], _EPSILON, 1 - _EPSILON)
+        accuracy = float(np.mean(np.argmax(p, axis=1) == y))
+        return float(-np.mean(np.log(picked))), accuracy
 
     def results(self):
         """One dict of numbers per run (strength, seed), in `self.runs` order."""
@@ -309,17 +274,16 @@ class Group:
     def _numbers(self, index, tower, callback):
         split = self.splits[self.towers[index][1]]
         parts = {}
-        for part in ("train", "val", "test"):
+        for name, part in (("train", "train"), ("validation", "val"), ("test", "test")):
             x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
             predictions = keras.ops.convert_to_numpy(tower(x, training=False))
-            parts[part] = self._measure(predictions.astype("float64"), y)
-            metric = parts[part].pop("metric")
+            loss, metric = self._measure(predictions.astype("float64"), y)
             if self.classification:
-                parts[part]["accuracy"] = metric
+                parts[name] = {"data_loss": loss, "accuracy": metric}
             else:
                 std = split.target_std
-                parts[part]["mse"] = metric * std**2
-                parts[part]["mae"] = float(np.mean(np.abs(predictions[:, 0] - y)) * std)
+                mae = float(np.mean(np.abs(predictions[:, 0] - y)) * std)
+                parts[name] = {"data_loss": loss, "mse": metric * std**2, "mae": mae}
         history = self.history[index]
         epochs = self.settings.epochs
         if callback is not None:
@@ -331,24 +295,24 @@ class Group:
         else:
             epochs_run = epochs
             best_epoch = int(np.argmin(history["val_data_loss"])) + 1
-        # Overfitting: how much worse the data loss is on unseen rows.
-        gap = parts["test"]["data_loss"] - parts["train"]["data_loss"]
         if self.classification:
             reached = [m >= ACCURACY_THRESHOLD for m in history["train_metric"]]
         else:
             reached = [m <= 1 - R2_THRESHOLD for m in history["train_metric"]]
-        weights = _kernel_weights(tower)
+        kernels = _kernels(tower)
+        weights = np.concatenate([k.ravel() for k in kernels])
+        # Units: the last-axis slices of the kernels (Dense units, filters).
+        zero_units = [np.all(k.reshape(-1, k.shape[-1]) == 0, axis=0) for k in kernels]
+        test_loss = parts["test"]["data_loss"]
         return {
-            "train": parts["train"],
-            "validation": parts["val"],
-            "test": parts["test"],
-            "test_data_loss": parts["test"]["data_loss"],
-            "generalization_gap": float(gap),
+            **parts,
+            "test_data_loss": test_loss,
+            "generalization_gap": float(test_loss - parts["train"]["data_loss"]),
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
             "epochs_to_threshold": reached.index(True) + 1 if any(reached) else None,
             "zero_weight_fraction": float(np.mean(weights == 0.0)),
-            "zero_unit_fraction": _zero_unit_fraction(tower),
+            "zero_unit_fraction": float(np.mean(np.concatenate(zero_units))),
             "near_zero_weight_fraction": float(np.mean(np.abs(weights) < 1e-3)),
             "mean_abs_weight": float(np.mean(np.abs(weights))),
             "n_kernel_weights": int(weights.size),
@@ -371,20 +335,14 @@ def train_technique(
     returns `(runs, wall seconds)`. SAM and Pruning train one tower model
     per strength: one optimizer has one rho, or one schedule.
 
-    With `swa` (the SWA technique; `technique` must have one tower model,
-    such as the baseline), SWA averages this training's weights and the
-    result is `(runs, wall, swa_runs, swa_wall)`: SWA changes no step, so it
-    shares the training.
+    With `swa` (the SWA technique, riding on a one-model technique such as
+    the baseline), returns `(runs, wall, swa_runs, swa_wall)`.
     """
     begin = time.perf_counter()
     if values is None:
         values = technique.values(settings.grid)
     shown = ", ".join(technique.label(v) for v in values if v is not None)
-    seeds = settings.seeds
-    seeds_text = (
-        f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
-    )
-    # One optimizer has one rho (SAM) or one schedule (Pruning).
+    seeds = report.seeds_text(settings.seeds)
     parts = [[v] for v in values] if technique.optimizer else [values]
     runs = []
     for part in parts:
@@ -392,7 +350,7 @@ def train_technique(
 
         def on_epoch(epoch, group=group):
             progress.update(
-                f"{prefix}{f' [{shown}]' if shown else ''} {seeds_text}  epoch "
+                f"{prefix}{f' [{shown}]' if shown else ''} {seeds}  epoch "
                 f"{epoch + 1:>3}/{settings.epochs}",
                 len(group.towers),
             )

@@ -1,22 +1,7 @@
 """The rule that judges each claim: paired differences over seeds, Holm-corrected.
 
-Every claim compares one technique, at the strength chosen on validation data,
-with the baseline on the same seeds (same split, initial weights, shuffling).
-For each seed the difference `technique - baseline` of one number is taken;
-over the n seeds:
-
-- the effect is the mean difference, shown with a 95% Student-t interval
-  (mean +/- t(0.975, n - 1) * sd / sqrt(n));
-- the two-sided paired t-test gives a p-value for "no difference" (all
-  differences equal: the exact sign-flip test's, 1 if they are 0, else
-  2 ** (1 - n); a NaN difference: 1), and the p-values of the claims judged
-  in one run are adjusted with Holm-Bonferroni;
-- "holds" when the adjusted p-value is below 5% and the mean difference
-  goes the claimed way; "does not hold" when it is below 5% and goes the
-  other way (the interval at the adjusted level then excludes the claimed
-  direction); "inconclusive" otherwise.
-
-With n = 1 no claim can be decided: every verdict is "inconclusive".
+Each claim compares one technique, at its chosen strength, with the baseline
+on the same seeds; docs/compare.md ("Verdicts") states the rule in full.
 """
 
 import dataclasses
@@ -114,9 +99,8 @@ def interval(values):
 def paired_p_value(differences):
     """Two-sided p-value of the paired t-test that the mean difference is 0.
 
-    Where all differences are equal the t statistic is undefined; the
-    p-value is then the exact sign-flip test's: 1 if they are 0, else
-    2 ** (1 - n) (no ordering of n equal signs is rarer). NaN gives 1.
+    All differences equal (t undefined): the exact sign-flip test's, 1 if
+    they are 0, else 2 ** (1 - n). One seed or a NaN difference: 1.
     """
     d = np.asarray(differences, dtype="float64")
     if len(d) < 2 or not np.all(np.isfinite(d)):

@@ -5,22 +5,13 @@ counts its own) iterations to the wrapped `inner_optimizer`, and saves it in
 its config. It takes no base optimizer arguments of its own.
 """
 
+from types import SimpleNamespace
+
 import keras
 
 from keras_reg import _validation
 
 EXPECTED = "a keras.optimizers.Optimizer instance or an optimizer name"
-
-
-class BuiltVariables:
-    """The variables a wrapper was built with, out of Keras's reach.
-
-    Keras's optimizers track every variable held in an attribute, lists and
-    tuples included, as their own state; these belong to the model.
-    """
-
-    def __init__(self, variables):
-        self.variables = tuple(variables)
 
 
 def find_wrapped(optimizer, cls):
@@ -62,7 +53,9 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         name = cls.lower() if name is None else _validation.check_str("name", name)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
-        self._built_with = BuiltVariables(())
+        # Keras's optimizers track as their own state every variable held in an
+        # attribute, lists and tuples included: a namespace keeps the model's out.
+        self._built_with = SimpleNamespace(variables=())
 
     def _refusal(self, optimizer):
         """What to expect instead of `optimizer` if it cannot be wrapped."""
@@ -72,7 +65,7 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
-        self._built_with = BuiltVariables(var_list)
+        self._built_with = SimpleNamespace(variables=tuple(var_list))
 
     def _built_variables(self, trainable_variables):
         """Builds on the first call; returns the variables `apply` updates."""

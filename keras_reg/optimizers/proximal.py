@@ -10,8 +10,7 @@ import weakref
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg.optimizers import _wrapper
-from keras_reg.optimizers._wrapper import WrappingOptimizer
+from keras_reg.optimizers._wrapper import EXPECTED, WrappingOptimizer
 
 # The state behind `vouched_for`: which Proximal optimizers claimed each
 # proximal regularizer, which ones `fit` drives, which ones are within a step.
@@ -45,43 +44,29 @@ def forget_unfinished_steps(regularizer):
 
 def _proximal_regularizer(variable):
     regularizer = getattr(variable, "regularizer", None)
-    if getattr(regularizer, "proximal", False) and hasattr(
-        regularizer, "proximal_step"
-    ):
-        return regularizer
-    return None
+    proximal = getattr(regularizer, "proximal", False)
+    return regularizer if proximal and hasattr(regularizer, "proximal_step") else None
 
 
 @register
 class Proximal(WrappingOptimizer):
     """Wraps an optimizer and applies the proximal step of proximal regularizers.
 
-    Proximal gradient descent splits the objective into a smooth loss, which
-    the wrapped optimizer follows with its usual update, and a non-smooth
-    penalty (L1, group lasso), which is applied after each update as its
-    proximal operator. For L1 that is soft-thresholding,
-    `w <- sign(w) * max(|w| - learning_rate * l1, 0)`, which sets weights
-    exactly to zero; the subgradient used by a plain optimizer only makes
-    them oscillate around zero.
-
-    After each update of the wrapped optimizer, `Proximal` applies
-    `regularizer.proximal_step(w, learning_rate)` to every trainable variable
-    whose regularizer was built with `proximal=True`
-    (`keras_reg.regularizers.L1`, `ElasticNet`, `GroupLasso`). Variables
-    without one are updated by the wrapped optimizer alone. The step runs
-    inside the compiled train step, so it works with `jit_compile` and
-    `steps_per_execution > 1`, and it uses the learning rate of the current
-    step, schedules included. For adaptive optimizers (Adam, RMSprop) the
-    threshold still uses the base learning rate, a common heuristic.
+    After each update of the wrapped optimizer, inside the compiled train
+    step, `Proximal` applies `regularizer.proximal_step(w, learning_rate)` to
+    every trainable variable whose regularizer was built with `proximal=True`
+    (`keras_reg.regularizers.L1`, `ElasticNet`, `GroupLasso`): for L1,
+    soft-thresholding `w <- sign(w) * max(|w| - learning_rate * l1, 0)`,
+    which sets weights exactly to zero. It uses the current step's learning
+    rate, the base one for adaptive optimizers (Adam, RMSprop).
 
     Training a model with proximal regularizers by any other optimizer raises
     a `ValueError` at the first step, a model recompiled with a plain
     optimizer included. In a custom training loop, and in `fit` under
     `mixed_float16` on TensorFlow without a distribution strategy, call
     `optimizer.build(model.trainable_variables)` before the first gradient.
-
     The learning rate, iterations and loss scaling are the wrapped
-    optimizer's. The optimizer state of both saves into `.keras` files.
+    optimizer's; the state of both saves into `.keras` files.
 
     Args:
         optimizer: A `keras.optimizers.Optimizer` instance or a name such as
@@ -103,8 +88,7 @@ class Proximal(WrappingOptimizer):
     ...     loss="mse",
     ... )
     >>> x = np.random.default_rng(0).normal(size=(64, 10))
-    >>> y = x[:, :1]
-    >>> _ = model.fit(x, y, epochs=30, verbose=0)
+    >>> _ = model.fit(x, x[:, :1], epochs=30, verbose=0)
     >>> kernel = model.layers[0].kernel.numpy()
     >>> bool((kernel[1:] == 0).all())  # the nine irrelevant inputs are exactly 0
     True
@@ -117,9 +101,7 @@ class Proximal(WrappingOptimizer):
     """
 
     def _refusal(self, optimizer):
-        if isinstance(optimizer, Proximal):
-            return _wrapper.EXPECTED
-        return None
+        return EXPECTED if isinstance(optimizer, Proximal) else None
 
     def build(self, var_list):
         # A failed build leaves its mark unbuilt: the next forward pass of a

@@ -20,16 +20,12 @@ class SAM(WrappingOptimizer):
     `w` with the gradient at `w + e`. ASAM (`adaptive=True`) scales the ball
     by the weights: `e = rho * T**2 g / ||T g||`, `T = |w| + eta`.
 
-    A Keras optimizer only receives gradients, so an update spans two train
-    steps, inside the compiled step on every backend: an ascent step stores
-    `w` and moves to `w + e`; the next step restores `w` and applies the
-    wrapped optimizer with its own batch's gradient, taken at `w + e` (on a
-    full batch, exactly Foret et al.'s update). An epoch makes half as many
-    updates as steps; give it an even number of steps, or an epoch ending
-    after an ascent step is validated at `w + e` (`fit` restores `w` at its end).
-
-    `iterations` counts train steps, the wrapped optimizer's `iterations` its
-    updates (what its learning rate schedule sees); `learning_rate` is the
+    An update spans two train steps: an ascent step moves to `w + e`, the
+    next restores `w` and applies the wrapped optimizer with its own batch's
+    gradient. An epoch makes half as many updates as steps; give it an even
+    number of steps, or an epoch ending after an ascent step is validated at
+    `w + e` (`fit` restores `w` at its end). `iterations` counts train steps,
+    the wrapped optimizer's `iterations` its updates; `learning_rate` is the
     wrapped optimizer's. Use `SAM(Proximal(...))` with proximal regularizers;
     docs/sam.md has the details (saving, mixed precision, distribution).
 

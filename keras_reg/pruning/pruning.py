@@ -1,6 +1,7 @@
 """Pruning, an optimizer wrapper that zeroes the smallest kernel weights; strip."""
 
 import re
+from types import SimpleNamespace
 
 import keras
 from keras import ops
@@ -18,18 +19,6 @@ _MODES = ("layer", "global", "structured")
 # Non-negative float32 values sort like their bits read as int32, whose high
 # and low 16 bits are two radix digits: the high one is below 2**15.
 _DIGIT = 2**16
-
-
-class _Targets:
-    """The pruned model variables, out of reach of Keras's variable tracking."""
-
-    def __init__(self, kernels=(), biases=()):
-        self.kernels, self.biases = tuple(kernels), tuple(biases)
-
-
-def find_pruning(optimizer):
-    """The `Pruning` in a chain of wrapped optimizers, or None."""
-    return find_wrapped(optimizer, Pruning)
 
 
 def _histogram(values, size):
@@ -138,10 +127,11 @@ class Pruning(WrappingOptimizer):
             raise _validation.invalid_argument("mode", expected, mode)
         self.schedule, self.mode = schedule, mode
         self.layers = _check_layers(layers)
-        self._targets, self._masks = _Targets(), []
+        # A namespace keeps the model's variables out of Keras's tracking.
+        self._targets, self._masks = SimpleNamespace(kernels=(), pairs=()), []
 
     def _refusal(self, optimizer):
-        if find_pruning(optimizer):
+        if find_wrapped(optimizer, Pruning):
             return _wrapper.EXPECTED
         if find_wrapped(optimizer, SAM):
             # Masks would be ranked at SAM's perturbed weights, at its steps.
@@ -169,30 +159,28 @@ class Pruning(WrappingOptimizer):
         if not kernels:
             expected = "a selection that matches at least one kernel"
             raise _validation.invalid_argument("layers", expected, self.layers)
-        by_path, biases = {v.path: v for v in var_list}, []
+        structured = self.mode == "structured"
+        by_path, pairs = {v.path: v for v in var_list}, []
         for kernel in kernels:
-            structured = self.mode == "structured"
             shape = kernel.shape[-1:] if structured else kernel.shape
-            bias = by_path.get(kernel.path.rpartition("/")[0] + "/bias")
-            keep = structured and bias is not None and bias.shape == shape
-            biases.append(bias if keep else None)
             name = f"{kernel.path.replace('/', '_')}_mask"
-            self._masks.append(
-                self.add_variable(shape, "ones", kernel.dtype, name=name)
-            )
-        self._targets = _Targets(kernels, biases)
+            mask = self.add_variable(shape, "ones", kernel.dtype, name=name)
+            self._masks.append(mask)
+            pairs.append((kernel, mask))
+            bias = by_path.get(kernel.path.rpartition("/")[0] + "/bias")
+            if structured and bias is not None and bias.shape == shape:
+                pairs.append((bias, mask))
+        self._targets = SimpleNamespace(kernels=tuple(kernels), pairs=tuple(pairs))
 
     def get_mask(self, variable):
         """The 0/1 mask (a tensor of its shape) applied to `variable`, or None."""
-        targets = self._targets
-        for kernel, bias, mask in zip(
-            targets.kernels, targets.biases, self._masks, strict=True
-        ):
-            if variable is kernel or variable is bias:
+        for target, mask in self._targets.pairs:
+            if variable is target:
                 return ops.broadcast_to(mask, variable.shape)
         return None
 
-    def _new_masks(self, sparsity):
+    def _new_masks(self, step):
+        sparsity = ops.cast(self.schedule.sparsity(step), "float32")
         scores = []
         for kernel, mask in zip(self._targets.kernels, self._masks, strict=True):
             pruned = ops.cast(kernel * mask, "float32")
@@ -217,20 +205,17 @@ class Pruning(WrappingOptimizer):
         step = ops.copy(ops.cast(self.iterations, "int32"))
         update = self.schedule.should_update(step)
         self.inner_optimizer.apply(grads, variables)
-
-        def new_masks():
-            return self._new_masks(ops.cast(self.schedule.sparsity(step), "float32"))
-
         if keras.backend.backend() == "jax":
             # A stateless step: the masks must leave `cond` as its outputs.
             current = [ops.convert_to_tensor(mask) for mask in self._masks]
-            masks = ops.cond(update, new_masks, lambda: current)
+            masks = ops.cond(update, lambda: self._new_masks(step), lambda: current)
             for variable, mask in zip(self._masks, masks, strict=True):
                 self.assign(variable, mask)
         else:
             # Assigned inside the branch: no copy at the steps that keep them.
             def refresh():
-                for variable, mask in zip(self._masks, new_masks(), strict=True):
+                masks = self._new_masks(step)
+                for variable, mask in zip(self._masks, masks, strict=True):
                     self.assign(variable, mask)
 
             if keras.backend.backend() == "torch":  # eager: a plain branch
@@ -238,15 +223,7 @@ class Pruning(WrappingOptimizer):
                     refresh()
             else:
                 ops.cond(update, refresh, lambda: None)
-        targets = self._targets
-        pairs = [
-            (variable, mask)
-            for mask, kernel, bias in zip(
-                self._masks, targets.kernels, targets.biases, strict=True
-            )
-            for variable in (kernel, bias)
-            if variable is not None
-        ]
+        pairs = self._targets.pairs
         fast = fast_path("pruning")
         if fast is not None:
             fast.apply_masks(pairs)
@@ -305,19 +282,18 @@ def strip(model: keras.Model) -> keras.Model:
     Reference:
         tensorflow-model-optimization's `tfmot.sparsity.keras.strip_pruning`.
     """
-    pruning = find_pruning(getattr(model, "optimizer", None))
+    pruning = find_wrapped(getattr(model, "optimizer", None), Pruning)
     if pruning is None or not pruning.built or not model.built:
         expected = (
             "a built model compiled with a built keras_reg.pruning.Pruning "
             "optimizer (train it or load it first)"
         )
         raise _validation.invalid_argument("model", expected, model)
-    values = []
-    for variable in model.weights:
-        mask = pruning.get_mask(variable)
-        values.append(
-            ops.convert_to_numpy(variable if mask is None else variable * mask)
-        )
+    masks = [pruning.get_mask(variable) for variable in model.weights]
+    values = [
+        ops.convert_to_numpy(variable if mask is None else variable * mask)
+        for variable, mask in zip(model.weights, masks, strict=True)
+    ]
     # Not `clone_model`, which would compile the copy with a new Pruning.
     copy = type(model).from_config(model.get_config())
     copy.set_weights(values)

@@ -5,6 +5,8 @@ from keras import ops
 from keras_reg import _validation
 from keras_reg._api import register
 
+_STEPS = ("begin_step", "end_step", "frequency")
+
 
 def _sparsity(name, value):
     return _validation.check_float(name, value, low=0, high=1, high_open=True)
@@ -35,6 +37,8 @@ class PruningSchedule:
         tensorflow-model-optimization's `tfmot.sparsity.keras.PruningSchedule`.
     """
 
+    _CONFIG = _STEPS
+
     def __init__(self, begin_step: int = 0, end_step: int = -1, frequency: int = 100):
         self.begin_step = _validation.check_int("begin_step", begin_step, low=0)
         if not (_validation.is_integral(end_step) and end_step == -1):
@@ -62,11 +66,7 @@ class PruningSchedule:
         return self.should_update(step), self.sparsity(ops.cast(step, "int32"))
 
     def get_config(self) -> dict:
-        return {
-            "begin_step": self.begin_step,
-            "end_step": self.end_step,
-            "frequency": self.frequency,
-        }
+        return {name: getattr(self, name) for name in self._CONFIG}
 
     @classmethod
     def from_config(cls, config):
@@ -77,8 +77,8 @@ class PruningSchedule:
 class ConstantSparsity(PruningSchedule):
     """Prunes to a constant sparsity, every `frequency` steps from `begin_step`.
 
-    Like tensorflow-model-optimization's `ConstantSparsity`: the masks zero
-    `target_sparsity` of the weights at once from `begin_step` on.
+    The masks zero `target_sparsity` of the weights at once from `begin_step`
+    on, like tensorflow-model-optimization's `ConstantSparsity`.
 
     Args:
         target_sparsity: Float in [0, 1), the fraction of weights to zero.
@@ -98,6 +98,8 @@ class ConstantSparsity(PruningSchedule):
         https://arxiv.org/abs/1710.01878), 2017.
     """
 
+    _CONFIG = ("target_sparsity", *_STEPS)
+
     def __init__(
         self,
         target_sparsity: float,
@@ -110,9 +112,6 @@ class ConstantSparsity(PruningSchedule):
 
     def sparsity(self, step):
         return ops.convert_to_tensor(self.target_sparsity, "float32")
-
-    def get_config(self) -> dict:
-        return {"target_sparsity": self.target_sparsity, **super().get_config()}
 
 
 @register
@@ -143,6 +142,8 @@ class PolynomialDecay(PruningSchedule):
         https://arxiv.org/abs/1710.01878), 2017.
     """
 
+    _CONFIG = ("initial_sparsity", "final_sparsity", "power", *_STEPS)
+
     def __init__(
         self,
         initial_sparsity: float,
@@ -152,12 +153,11 @@ class PolynomialDecay(PruningSchedule):
         power: float = 3,
         frequency: int = 100,
     ):
-        begin_step = _validation.check_int("begin_step", begin_step, low=0)
-        expected = f"an int > begin_step ({begin_step})"
-        end_step = _validation.check_int(
-            "end_step", end_step, low=begin_step + 1, expected=expected
+        super().__init__(begin_step, frequency=frequency)
+        expected = f"an int > begin_step ({self.begin_step})"
+        self.end_step = _validation.check_int(
+            "end_step", end_step, low=self.begin_step + 1, expected=expected
         )
-        super().__init__(begin_step, end_step, frequency)
         self.initial_sparsity = _sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _sparsity("final_sparsity", final_sparsity)
         self.power = _validation.check_float("power", power, low=0, low_open=True)
@@ -169,11 +169,3 @@ class PolynomialDecay(PruningSchedule):
         remaining = ops.power(1.0 - ops.clip(progress, 0.0, 1.0), self.power)
         scale = self.initial_sparsity - self.final_sparsity
         return self.final_sparsity + scale * remaining
-
-    def get_config(self) -> dict:
-        return {
-            "initial_sparsity": self.initial_sparsity,
-            "final_sparsity": self.final_sparsity,
-            "power": self.power,
-            **super().get_config(),
-        }
