@@ -84,6 +84,10 @@ def test_metric_directions_are_the_ones_keras_reads_from_its_metrics():
         ("auto", "val_loss", keras.ops.less),
         ("auto", "val_top_accuracy", keras.ops.greater),
         ("auto", "mean_error", keras.ops.less),
+        # A mode set after construction to anything else is auto, as in
+        # Keras's callback (its constructor warns and stores "auto").
+        ("down", "val_accuracy", keras.ops.greater),
+        ("MIN", "val_loss", keras.ops.less),
     ],
 )
 def test_monitor_op_follows_mode_then_the_metric_name(mode, monitor, expected):

@@ -65,7 +65,7 @@ def monitor_op(mode, monitor, model, caller):
     way its class says, and otherwise words of the name decide. `caller`
     names the callback in the error raised when nothing decides.
     """
-    if mode != "auto":
+    if mode in ("min", "max"):  # anything else is auto, as in Keras
         return _OPS[mode]
     metric_name = monitor.removeprefix("val_")
     direction = "down" if metric_name == "loss" else None
