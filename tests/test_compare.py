@@ -1340,6 +1340,23 @@ def test_npy_array_named_npz_is_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_run_compare_reports_bad_data_and_model_as_usage_errors(tmp_path):
+    # run_compare's contract, which `main` relies on: every bad input is a
+    # UsageError (the data and model modules raise their own errors).
+    missing = str(tmp_path / "missing.csv")
+    for argv, message in (
+        (["--data", missing, "--target", "y"], f"data file {missing!r} does not exist"),
+        (["--model", "nowhere.py:build"], "model file 'nowhere.py' does not exist"),
+    ):
+        args = cli.build_parser().parse_args(
+            ["compare", *argv, "--output", str(tmp_path / "out")]
+        )
+        with pytest.raises(cli.UsageError) as raised:
+            cli.run_compare(args, stdout=io.StringIO(), stderr=io.StringIO())
+        assert str(raised.value) == message
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
 def test_unreadable_file_is_one_line_error(tmp_path, capsys):
     path = _write_csv(tmp_path / "locked.csv", ["a", "b"], [["1", "2"]] * 25)

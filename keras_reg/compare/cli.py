@@ -220,11 +220,14 @@ def _check_arguments(args):
 
 
 def _load_data(args):
-    if args.data is None:
-        return data_lib.load_digits_problem()
-    if args.data.lower().endswith(".npz"):
-        return data_lib.load_npz_problem(args.data, args.task)
-    return data_lib.load_csv_problem(args.data, args.target, args.task)
+    try:
+        if args.data is None:
+            return data_lib.load_digits_problem()
+        if args.data.lower().endswith(".npz"):
+            return data_lib.load_npz_problem(args.data, args.task)
+        return data_lib.load_csv_problem(args.data, args.target, args.task)
+    except data_lib.DataError as e:
+        raise UsageError(str(e)) from None
 
 
 def run_compare(
@@ -387,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return run_compare(build_parser().parse_args(argv))
-    except (UsageError, data_lib.DataError) as e:
+    except UsageError as e:
         command = "keras-reg compare" if "compare" in argv[:1] else "keras-reg"
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
