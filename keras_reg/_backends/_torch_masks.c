@@ -9,7 +9,8 @@
  * keep_words() packs the mask one bit per element (bit r of word g: element
  * 32 * g + r is kept); apply_keep_words() multiplies float32 elements by
  * `scale` where kept and by 0 where dropped, in one pass (a dropped NaN or
- * infinity gives NaN, as `x * multiplier` does). Addresses come as integers
+ * infinity gives NaN, as `x * multiplier` does); clear_blocks() clears the
+ * bits of DropBlock2D's blocks in such words. Addresses come as integers
  * (tensor.data_ptr()) of contiguous arrays the caller sized. The loops run
  * without the GIL and, built with OpenMP (setup.py), on `threads` threads;
  * every word is computed on its own, so the result does not depend on the
@@ -148,11 +149,35 @@ static PyObject *apply_keep_words(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Clears, in keep words, the bits of `count` blocks of block_h x block_w
+ * elements: block i's element (r, c) is starts[i] + r * row_stride +
+ * c * col_stride. One thread: blocks overlap. */
+static PyObject *clear_blocks(PyObject *self, PyObject *args) {
+    unsigned long long words, starts;
+    Py_ssize_t count, block_h, block_w, row_stride, col_stride;
+    if (!PyArg_ParseTuple(args, "KKnnnnn", &words, &starts, &count, &block_h,
+                          &block_w, &row_stride, &col_stride))
+        return NULL;
+    uint32_t *w = (uint32_t *)(uintptr_t)words;
+    const int64_t *s = (const int64_t *)(uintptr_t)starts;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        for (Py_ssize_t r = 0; r < block_h; r++)
+            for (Py_ssize_t c = 0; c < block_w; c++) {
+                int64_t e = s[i] + r * row_stride + c * col_stride;
+                w[e >> 5] &= ~(1u << (e & 31));
+            }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"keep_words", keep_words, METH_VARARGS,
      "keep_words(out, n, seed, counter, bits, bits_threshold, threads)"},
     {"apply_keep_words", apply_keep_words, METH_VARARGS,
      "apply_keep_words(src, dst, n, words, scale, threads)"},
+    {"clear_blocks", clear_blocks, METH_VARARGS,
+     "clear_blocks(words, starts, count, block_h, block_w, row_stride, col_stride)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,12 +3,12 @@
 Block corners are rare (about `rate / block_size**2` of the positions), so
 instead of dilating a dense corner mask with some twenty torch operations,
 the corners are hashed by the C kernels of `torch_masks` (by NumPy where
-they were not built), found among the few packed keep words holding a
-dropped draw, and their blocks are cleared in a NumPy keep mask with one
-scattered assignment. Float32 contiguous tensors are then masked by the C
-kernels from the mask packed one bit per element (as `Dropout` is); other
-float CPU tensors are multiplied by a NumPy multiplier. Same blocks as the
-portable path (tested).
+they were not built) and found among the few packed keep words holding a
+dropped draw. For float32 contiguous tensors the C kernels then clear each
+corner's block in a mask packed one bit per element and apply it (as
+`Dropout` does); other float CPU tensors are multiplied by a NumPy
+multiplier whose blocks are cleared with one scattered assignment. Same
+blocks as the portable path (tested).
 """
 
 import math
@@ -30,9 +30,8 @@ def _dropped_corners(n, threshold, seed, counter):
         return np.flatnonzero(keep == 0)
     bits, _, bits_threshold = _masks.draw_layout(threshold)
     words = torch.empty((n + 31) // 32, dtype=torch.int32)
-    # One thread: a millisecond's hashing, which on cores shared with other
-    # work measured 8x slower split over two (each waits for the other).
-    native.keep_words(words.data_ptr(), n, seed, counter, bits, bits_threshold, 1)
+    layout = (seed, counter, bits, bits_threshold, torch_masks.native_threads())
+    native.keep_words(words.data_ptr(), n, *layout)
     words = words.numpy().view(np.uint32)
     rows = np.flatnonzero(words != _ALL_KEPT)
     kept = np.unpackbits(words[rows].astype("<u4").view(np.uint8), bitorder="little")
@@ -60,21 +59,22 @@ def drop_block(x, shape, plan, state, channels_first):
     index = np.unravel_index(corners, corner_shape)
     # The corner's flat position in the input: its row and column are the
     # same, only the row length differs.
-    start = np.ravel_multi_index(index, shape)
+    start = np.ravel_multi_index(index, shape).astype(np.int64, copy=False)
+    scale = _masks.scale(dropped_fraction, "float32")
+    if torch_masks._native_usable(x, shape):
+        # The C kernels clear the blocks in a mask packed one bit per element
+        # and apply it, forward and backward, in one pass each.
+        words = torch.full(((x.numel() + 31) // 32,), -1, dtype=torch.int32)
+        block = (block_h, block_w, *strides)
+        torch_masks.native.clear_blocks(
+            words.data_ptr(), start.ctypes.data, start.size, *block
+        )
+        return torch_masks._NativeDrop.apply(x, words, scale)
     offsets = np.add.outer(
         np.arange(block_h) * strides[0], np.arange(block_w) * strides[1]
     ).ravel()
     keep = np.ones(math.prod(shape), np.bool_)
     keep[np.add.outer(start, offsets).ravel()] = False
-    scale = _masks.scale(dropped_fraction, "float32")
-    if torch_masks._native_usable(x, shape):
-        # The C kernels apply a mask packed one bit per element, forward and
-        # backward, in one pass each.
-        words = np.zeros((keep.size + 31) // 32, "<u4")
-        packed = np.packbits(keep, bitorder="little")
-        words.view(np.uint8)[: packed.size] = packed
-        words = torch.from_numpy(words.view(np.int32))
-        return torch_masks._NativeDrop.apply(x, words, scale)
     multiplier = np.multiply(keep, np.float32(scale), dtype=np.float32)
     # A 16-bit tensor times a 16-bit multiplier rounds as `_masks.drop` does.
     return x * torch.from_numpy(multiplier).to(x.dtype).view(shape)
