@@ -8,10 +8,9 @@ from keras import ops
 
 from keras_reg._api import register
 from keras_reg._backends import fast_path
-from keras_reg._validation import check_float, check_int, check_seed
+from keras_reg._validation import check_float, check_int
 from keras_reg.layers import _masks
-from keras_reg.layers.dropout_family import DropoutFamilyLayer
-from keras_reg.layers.spatial_dropout import _check_data_format
+from keras_reg.layers.dropout_family import DropoutFamilyLayer, check_data_format
 
 
 def _coverage(size, block):
@@ -161,10 +160,8 @@ class DropBlock2D(DropoutFamilyLayer):
         super().__init__(**kwargs)
         self.rate = check_float("rate", rate, low=0, high=1, high_open=True)
         self.block_size = check_int("block_size", block_size, low=1)
-        self.data_format = _check_data_format(data_format)
-        self.seed = check_seed("seed", seed)
-        if self.rate > 0:
-            self._init_seed(self.seed)
+        self.data_format = check_data_format(data_format)
+        self._init_seed(seed, draws=self.rate > 0)
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=4)
         self._mark_built()
@@ -192,17 +189,11 @@ class DropBlock2D(DropoutFamilyLayer):
         multiplier = block_multiplier(shape, plan, state, channels_first, inputs.dtype)
         return ops.multiply(inputs, multiplier)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "rate": self.rate,
-                "block_size": self.block_size,
-                "data_format": self.data_format,
-                "seed": self.seed,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "block_size": self.block_size,
+            "data_format": self.data_format,
+            "seed": self.seed,
+        }

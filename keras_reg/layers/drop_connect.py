@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_rate, check_seed, invalid_argument
+from keras_reg._validation import check_rate, invalid_argument
 from keras_reg.layers._masks import drop
 from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
@@ -72,8 +72,7 @@ class DropConnect(DropoutFamilyLayer):
             raise invalid_argument("layer", _LAYER_EXPECTED, layer)
         self.layer = layer
         self.rate = check_rate("rate", rate)
-        self.seed = check_seed("seed", seed)
-        self._init_seed(self.seed)
+        self._init_seed(seed)
         if layer.built:
             self._check_kernel()
             self.input_spec = layer.input_spec

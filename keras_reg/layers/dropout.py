@@ -2,10 +2,8 @@
 
 from keras import ops
 
-from keras_reg import _validation
 from keras_reg._api import register
-from keras_reg._validation import check_rate, check_seed, invalid_argument
-from keras_reg.layers._masks import drop
+from keras_reg._validation import check_rate, invalid_argument, is_integral
 from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
 
@@ -28,7 +26,7 @@ def check_noise_shape(noise_shape):
             "an iterable of integers (e.g., a tuple or list)",
             noise_shape,
         ) from None
-    if not all(entry is None or _validation.is_integral(entry) for entry in entries):
+    if not all(entry is None or is_integral(entry) for entry in entries):
         raise invalid_argument(
             "noise_shape", "all elements to be integers or None", noise_shape
         )
@@ -39,22 +37,6 @@ def check_noise_shape(noise_shape):
             noise_shape,
         )
     return tuple(None if entry is None else int(entry) for entry in entries)
-
-
-def resolve_noise_shape(noise_shape, inputs):
-    """Fills the None entries of `noise_shape` with the input's dimensions."""
-    input_shape = ops.shape(inputs)
-    if noise_shape is None:
-        return tuple(input_shape)
-    if len(noise_shape) != len(input_shape):
-        raise ValueError(
-            f"`noise_shape` must have one entry per input dimension. Received: "
-            f"noise_shape={noise_shape} for an input of shape {tuple(inputs.shape)}"
-        )
-    return tuple(
-        dim if entry is None else entry
-        for entry, dim in zip(noise_shape, input_shape, strict=True)
-    )
 
 
 @register
@@ -115,27 +97,30 @@ class Dropout(DropoutFamilyLayer):
         super().__init__(**kwargs)
         self.rate = check_rate("rate", rate)
         self.noise_shape = check_noise_shape(noise_shape)
-        self.seed = check_seed("seed", seed)
-        if self.rate > 0:
-            # As in Keras, a layer that never drops draws nothing.
-            self._init_seed(self.seed)
+        self._init_seed(seed, draws=self.rate > 0)
         self.supports_masking = True
         self._mark_built()
 
-    def call(self, inputs, training=False):
-        if not self._is_active(training) or self.rate == 0:
-            return inputs
-        if self.rate == 1:
-            return ops.zeros_like(inputs)
-        shape = resolve_noise_shape(self.noise_shape, inputs)
-        return drop(inputs, shape, self.rate, self._next_state())
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def _noise_shape(self, inputs):
+        """`noise_shape` with its None entries filled from the input's shape."""
+        input_shape = ops.shape(inputs)
+        if self.noise_shape is None:
+            return tuple(input_shape)
+        if len(self.noise_shape) != len(input_shape):
+            raise ValueError(
+                "`noise_shape` must have one entry per input dimension. Received: "
+                f"noise_shape={self.noise_shape} for an input of shape "
+                f"{tuple(inputs.shape)}"
+            )
+        return tuple(
+            dim if entry is None else entry
+            for entry, dim in zip(self.noise_shape, input_shape, strict=True)
+        )
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
-        )
-        return config
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "seed": self.seed,
+            "noise_shape": self.noise_shape,
+        }

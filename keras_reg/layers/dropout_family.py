@@ -7,10 +7,27 @@ import numpy as np
 from keras import ops
 
 from keras_reg import _validation, mc_dropout
+from keras_reg.layers._masks import drop
+
+_DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def check_data_format(data_format):
+    """Keras's rule: None means the global default, and case is ignored."""
+    if data_format is None:
+        return keras.config.image_data_format()
+    if isinstance(data_format, str) and data_format.lower() in _DATA_FORMATS:
+        return data_format.lower()
+    raise _validation.invalid_argument(
+        "data_format", "one of {'channels_first', 'channels_last'}", data_format
+    )
 
 
 class DropoutFamilyLayer(keras.layers.Layer):
     """Base of keras_reg's random layers: seed state, saving, Monte Carlo mode.
+
+    Its `call` is element-wise dropout with a mask of `_noise_shape(inputs)`,
+    which the layers that use it define; the others override `call`.
 
     The weights layout is Keras's: a dropout layer owns no weights, so
     `.weights.h5` files move between keras_reg's layers and Keras's in both
@@ -23,8 +40,15 @@ class DropoutFamilyLayer(keras.layers.Layer):
     _SEED_STATE_KEY = "seed_generator_state"
     _SEED_STATE_FILE = "seed_generator_state.npy"
 
-    def _init_seed(self, seed):
-        self.seed_generator = keras.random.SeedGenerator(seed)
+    def _init_seed(self, seed, draws=True):
+        """Stores the validated `seed`, and a generator if the layer `draws`.
+
+        As in Keras, a layer that never drops (rate 0) draws nothing and has
+        no generator.
+        """
+        self.seed = _validation.check_seed("seed", seed)
+        if draws:
+            self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def _mark_built(self):
         """Marks the layer built unless a subclass defines its own `build`.
@@ -49,6 +73,17 @@ class DropoutFamilyLayer(keras.layers.Layer):
         if context is not None:
             return context.next_state()
         return self.seed_generator.next()
+
+    def call(self, inputs, training=False):
+        """Element-wise dropout with the mask shape of `_noise_shape`."""
+        if not self._is_active(training) or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.zeros_like(inputs)
+        return drop(inputs, self._noise_shape(inputs), self.rate, self._next_state())
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     @classmethod
     def from_config(cls, config):

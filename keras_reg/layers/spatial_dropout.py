@@ -4,22 +4,8 @@ import keras
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_rate, check_seed, invalid_argument
-from keras_reg.layers._masks import drop
-from keras_reg.layers.dropout_family import DropoutFamilyLayer
-
-_DATA_FORMATS = ("channels_first", "channels_last")
-
-
-def _check_data_format(data_format):
-    """Keras's rule: None means the global default, and case is ignored."""
-    if data_format is None:
-        return keras.config.image_data_format()
-    if isinstance(data_format, str) and data_format.lower() in _DATA_FORMATS:
-        return data_format.lower()
-    raise invalid_argument(
-        "data_format", "one of {'channels_first', 'channels_last'}", data_format
-    )
+from keras_reg._validation import check_rate
+from keras_reg.layers.dropout_family import DropoutFamilyLayer, check_data_format
 
 
 class _SpatialDropout(DropoutFamilyLayer):
@@ -39,12 +25,9 @@ class _SpatialDropout(DropoutFamilyLayer):
         self.rate = check_rate("rate", rate)
         if self._rank != 3:
             # Keras's SpatialDropout1D has no `data_format`: always channels last.
-            self.data_format = _check_data_format(data_format)
-        self.seed = check_seed("seed", seed)
+            self.data_format = check_data_format(data_format)
+        self._init_seed(seed, draws=self.rate > 0)
         self.noise_shape = None
-        if self.rate > 0:
-            # As in Keras, a layer that never drops draws nothing.
-            self._init_seed(self.seed)
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=self._rank)
         self._mark_built()
@@ -55,17 +38,6 @@ class _SpatialDropout(DropoutFamilyLayer):
         if getattr(self, "data_format", None) == "channels_first":
             return (shape[0], shape[1]) + spatial
         return (shape[0],) + spatial + (shape[-1],)
-
-    def call(self, inputs, training=False):
-        if not self._is_active(training) or self.rate == 0:
-            return inputs
-        if self.rate == 1:
-            return ops.zeros_like(inputs)
-        shape = self._noise_shape(inputs)
-        return drop(inputs, shape, self.rate, self._next_state())
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         # Keras's spatial dropout layers store exactly these keys.

@@ -3,7 +3,7 @@
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg._validation import check_rate, check_seed
+from keras_reg._validation import check_rate
 from keras_reg.layers._masks import drop
 from keras_reg.layers.dropout_family import DropoutFamilyLayer
 
@@ -51,8 +51,7 @@ class StochasticDepth(DropoutFamilyLayer):
     def __init__(self, rate: float = 0.1, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.rate = check_rate("rate", rate)
-        self.seed = check_seed("seed", seed)
-        self._init_seed(self.seed)
+        self._init_seed(seed)
         self._mark_built()
 
     def _check_inputs(self, shapes):
