@@ -128,7 +128,7 @@ class Pruning(WrappingOptimizer):
         self.schedule, self.mode = schedule, mode
         self.layers = _check_layers(layers)
         # A namespace keeps the model's variables out of Keras's tracking.
-        self._targets, self._masks = SimpleNamespace(kernels=(), pairs=()), []
+        self._targets, self._masks = SimpleNamespace(pairs=()), []
 
     def _refusal(self, optimizer):
         if find_wrapped(optimizer, Pruning):
@@ -160,7 +160,7 @@ class Pruning(WrappingOptimizer):
             expected = "a selection that matches at least one kernel"
             raise _validation.invalid_argument("layers", expected, self.layers)
         structured = self.mode == "structured"
-        by_path, pairs = {v.path: v for v in var_list}, []
+        by_path, pairs, bias_pairs = {v.path: v for v in var_list}, [], []
         for kernel in kernels:
             shape = kernel.shape[-1:] if structured else kernel.shape
             name = f"{kernel.path.replace('/', '_')}_mask"
@@ -169,8 +169,9 @@ class Pruning(WrappingOptimizer):
             pairs.append((kernel, mask))
             bias = by_path.get(kernel.path.rpartition("/")[0] + "/bias")
             if structured and bias is not None and bias.shape == shape:
-                pairs.append((bias, mask))
-        self._targets = SimpleNamespace(kernels=tuple(kernels), pairs=tuple(pairs))
+                bias_pairs.append((bias, mask))
+        # The kernels' pairs first, in the order of `self._masks`.
+        self._targets = SimpleNamespace(pairs=tuple(pairs + bias_pairs))
 
     def get_mask(self, variable):
         """The 0/1 mask (a tensor of its shape) applied to `variable`, or None."""
@@ -182,7 +183,7 @@ class Pruning(WrappingOptimizer):
     def _new_masks(self, step):
         sparsity = ops.cast(self.schedule.sparsity(step), "float32")
         scores = []
-        for kernel, mask in zip(self._targets.kernels, self._masks, strict=True):
+        for kernel, mask in self._targets.pairs[: len(self._masks)]:
             pruned = ops.cast(kernel * mask, "float32")
             if self.mode == "structured":
                 axes = tuple(range(len(kernel.shape) - 1))
