@@ -1,7 +1,6 @@
 """Pruning, an optimizer wrapper that zeroes the smallest kernel weights; strip."""
 
 import re
-from types import SimpleNamespace
 
 import keras
 from keras import ops
@@ -127,8 +126,7 @@ class Pruning(WrappingOptimizer):
             raise _validation.invalid_argument("mode", expected, mode)
         self.schedule, self.mode = schedule, mode
         self.layers = _check_layers(layers)
-        # A namespace keeps the model's variables out of Keras's tracking.
-        self._targets, self._masks = SimpleNamespace(pairs=()), []
+        self._built_with.pairs, self._masks = (), []
 
     def _refusal(self, optimizer):
         if find_wrapped(optimizer, Pruning):
@@ -171,11 +169,11 @@ class Pruning(WrappingOptimizer):
             if structured and bias is not None and bias.shape == shape:
                 bias_pairs.append((bias, mask))
         # The kernels' pairs first, in the order of `self._masks`.
-        self._targets = SimpleNamespace(pairs=tuple(pairs + bias_pairs))
+        self._built_with.pairs = tuple(pairs + bias_pairs)
 
     def get_mask(self, variable):
         """The 0/1 mask (a tensor of its shape) applied to `variable`, or None."""
-        for target, mask in self._targets.pairs:
+        for target, mask in self._built_with.pairs:
             if variable is target:
                 return ops.broadcast_to(mask, variable.shape)
         return None
@@ -183,7 +181,7 @@ class Pruning(WrappingOptimizer):
     def _new_masks(self, step):
         sparsity = ops.cast(self.schedule.sparsity(step), "float32")
         scores = []
-        for kernel, mask in self._targets.pairs[: len(self._masks)]:
+        for kernel, mask in self._built_with.pairs[: len(self._masks)]:
             pruned = ops.cast(kernel * mask, "float32")
             if self.mode == "structured":
                 axes = tuple(range(len(kernel.shape) - 1))
@@ -224,7 +222,7 @@ class Pruning(WrappingOptimizer):
                     refresh()
             else:
                 ops.cond(update, refresh, lambda: None)
-        pairs = self._targets.pairs
+        pairs = self._built_with.pairs
         fast = fast_path("pruning")
         if fast is not None:
             fast.apply_masks(pairs)
