@@ -204,24 +204,23 @@ class Pruning(WrappingOptimizer):
         step = ops.copy(ops.cast(self.iterations, "int32"))
         update = self.schedule.should_update(step)
         self.inner_optimizer.apply(grads, variables)
-        if keras.backend.backend() == "jax":
+
+        def assign_masks(masks):
+            for variable, mask in zip(self._masks, masks, strict=True):
+                self.assign(variable, mask)
+
+        backend = keras.backend.backend()
+        if backend == "jax":
             # A stateless step: the masks must leave `cond` as its outputs.
             current = [ops.convert_to_tensor(mask) for mask in self._masks]
             masks = ops.cond(update, lambda: self._new_masks(step), lambda: current)
-            for variable, mask in zip(self._masks, masks, strict=True):
-                self.assign(variable, mask)
+            assign_masks(masks)
+        elif backend == "torch":  # eager: a plain branch
+            if update:
+                assign_masks(self._new_masks(step))
         else:
             # Assigned inside the branch: no copy at the steps that keep them.
-            def refresh():
-                masks = self._new_masks(step)
-                for variable, mask in zip(self._masks, masks, strict=True):
-                    self.assign(variable, mask)
-
-            if keras.backend.backend() == "torch":  # eager: a plain branch
-                if update:
-                    refresh()
-            else:
-                ops.cond(update, refresh, lambda: None)
+            ops.cond(update, lambda: assign_masks(self._new_masks(step)), lambda: None)
         pairs = self._built_with.pairs
         fast = fast_path("pruning")
         if fast is not None:
