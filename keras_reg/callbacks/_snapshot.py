@@ -67,12 +67,10 @@ class WeightSnapshot:
         )
 
     def capture(self, variables):
-        """Copies the current values of `variables` into the buffers."""
         for variable, buffer in zip(variables, self.buffers, strict=True):
             np.copyto(buffer, host_view(variable, fast=self.fast))
 
     def restore(self, variables):
-        """Assigns the buffers back to `variables`."""
         for variable, buffer in zip(variables, self.buffers, strict=True):
             restore_into(variable, buffer, fast=self.fast)
 

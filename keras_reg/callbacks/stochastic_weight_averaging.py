@@ -75,6 +75,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         Generalization](https://arxiv.org/abs/1803.05407), UAI 2018.
     """
 
+    n_averaged = 0  # until `fit` starts, which resets the average
+
     def __init__(
         self,
         start_epoch: int,
@@ -96,7 +98,6 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         self.data = data
         self.batch_size = _validation.check_int("batch_size", batch_size, low=1)
         self.verbose = _args.verbose(verbose)
-        self.n_averaged, self._sums = 0, None
 
     def get_config(self) -> dict:
         names = "start_epoch frequency update_bn batch_size verbose".split()

@@ -54,7 +54,8 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
         # Keras's optimizers track as their own state every variable held in an
-        # attribute, lists and tuples included: a namespace keeps the model's out.
+        # attribute, lists and tuples included: this namespace keeps the model's
+        # out, those that subclasses hold too.
         self._built_with = SimpleNamespace(variables=())
 
     def _refusal(self, optimizer):
@@ -65,7 +66,7 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
-        self._built_with = SimpleNamespace(variables=tuple(var_list))
+        self._built_with.variables = tuple(var_list)
 
     def _built_variables(self, trainable_variables):
         """Builds on the first call; returns the variables `apply` updates."""

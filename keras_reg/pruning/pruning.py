@@ -1,7 +1,6 @@
 """Pruning, an optimizer wrapper that zeroes the smallest kernel weights; strip."""
 
 import re
-from types import SimpleNamespace
 
 import keras
 from keras import ops
@@ -127,8 +126,7 @@ class Pruning(WrappingOptimizer):
             raise _validation.invalid_argument("mode", expected, mode)
         self.schedule, self.mode = schedule, mode
         self.layers = _check_layers(layers)
-        # A namespace keeps the model's variables out of Keras's tracking.
-        self._targets, self._masks = SimpleNamespace(kernels=(), pairs=()), []
+        self._built_with.pairs, self._masks = (), []
 
     def _refusal(self, optimizer):
         if find_wrapped(optimizer, Pruning):
@@ -160,7 +158,7 @@ class Pruning(WrappingOptimizer):
             expected = "a selection that matches at least one kernel"
             raise _validation.invalid_argument("layers", expected, self.layers)
         structured = self.mode == "structured"
-        by_path, pairs = {v.path: v for v in var_list}, []
+        by_path, pairs, bias_pairs = {v.path: v for v in var_list}, [], []
         for kernel in kernels:
             shape = kernel.shape[-1:] if structured else kernel.shape
             name = f"{kernel.path.replace('/', '_')}_mask"
@@ -169,12 +167,13 @@ class Pruning(WrappingOptimizer):
             pairs.append((kernel, mask))
             bias = by_path.get(kernel.path.rpartition("/")[0] + "/bias")
             if structured and bias is not None and bias.shape == shape:
-                pairs.append((bias, mask))
-        self._targets = SimpleNamespace(kernels=tuple(kernels), pairs=tuple(pairs))
+                bias_pairs.append((bias, mask))
+        # The kernels' pairs first, in the order of `self._masks`.
+        self._built_with.pairs = tuple(pairs + bias_pairs)
 
     def get_mask(self, variable):
         """The 0/1 mask (a tensor of its shape) applied to `variable`, or None."""
-        for target, mask in self._targets.pairs:
+        for target, mask in self._built_with.pairs:
             if variable is target:
                 return ops.broadcast_to(mask, variable.shape)
         return None
@@ -182,7 +181,7 @@ class Pruning(WrappingOptimizer):
     def _new_masks(self, step):
         sparsity = ops.cast(self.schedule.sparsity(step), "float32")
         scores = []
-        for kernel, mask in zip(self._targets.kernels, self._masks, strict=True):
+        for kernel, mask in self._built_with.pairs[: len(self._masks)]:
             pruned = ops.cast(kernel * mask, "float32")
             if self.mode == "structured":
                 axes = tuple(range(len(kernel.shape) - 1))
@@ -205,25 +204,24 @@ class Pruning(WrappingOptimizer):
         step = ops.copy(ops.cast(self.iterations, "int32"))
         update = self.schedule.should_update(step)
         self.inner_optimizer.apply(grads, variables)
-        if keras.backend.backend() == "jax":
+
+        def assign_masks(masks):
+            for variable, mask in zip(self._masks, masks, strict=True):
+                self.assign(variable, mask)
+
+        backend = keras.backend.backend()
+        if backend == "jax":
             # A stateless step: the masks must leave `cond` as its outputs.
             current = [ops.convert_to_tensor(mask) for mask in self._masks]
             masks = ops.cond(update, lambda: self._new_masks(step), lambda: current)
-            for variable, mask in zip(self._masks, masks, strict=True):
-                self.assign(variable, mask)
+            assign_masks(masks)
+        elif backend == "torch":  # eager: a plain branch
+            if update:
+                assign_masks(self._new_masks(step))
         else:
             # Assigned inside the branch: no copy at the steps that keep them.
-            def refresh():
-                masks = self._new_masks(step)
-                for variable, mask in zip(self._masks, masks, strict=True):
-                    self.assign(variable, mask)
-
-            if keras.backend.backend() == "torch":  # eager: a plain branch
-                if update:
-                    refresh()
-            else:
-                ops.cond(update, refresh, lambda: None)
-        pairs = self._targets.pairs
+            ops.cond(update, lambda: assign_masks(self._new_masks(step)), lambda: None)
+        pairs = self._built_with.pairs
         fast = fast_path("pruning")
         if fast is not None:
             fast.apply_masks(pairs)

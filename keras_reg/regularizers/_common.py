@@ -33,19 +33,6 @@ def check_factor(name, value, default):
     )
 
 
-def missing_proximal_optimizer_error(regularizer):
-    return ValueError(
-        f"{regularizer!r} applies its L1 part as a proximal step after each "
-        "optimizer update, and only `keras_reg.optimizers.Proximal` does that. "
-        "Without it the L1 part would silently have no effect. Wrap the "
-        "optimizer: `model.compile(optimizer=keras_reg.optimizers.Proximal("
-        '"sgd"), ...)`. In a custom training loop, and in `fit` under '
-        "mixed_float16 on TensorFlow without a distribution strategy, call "
-        "`optimizer.build(model.trainable_variables)` before computing "
-        "gradients."
-    )
-
-
 def value_without_gradient(regularizer, penalty_fn, x):
     """Returns `penalty_fn(x)`, whose gradient is zero.
 
@@ -55,7 +42,17 @@ def value_without_gradient(regularizer, penalty_fn, x):
 
     def check():
         if not proximal_optimizer.vouched_for(regularizer):
-            raise missing_proximal_optimizer_error(regularizer)
+            raise ValueError(
+                f"{regularizer!r} applies its L1 part as a proximal step after "
+                "each optimizer update, and only `keras_reg.optimizers.Proximal` "
+                "does that. Without it the L1 part would silently have no "
+                "effect. Wrap the optimizer: `model.compile(optimizer=keras_reg."
+                'optimizers.Proximal("sgd"), ...)`. In a custom training loop, '
+                "and in `fit` under mixed_float16 on TensorFlow without a "
+                "distribution strategy, call "
+                "`optimizer.build(model.trainable_variables)` before computing "
+                "gradients."
+            )
 
     proximal_optimizer.forget_unfinished_steps(regularizer)
 

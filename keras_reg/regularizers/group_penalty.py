@@ -13,9 +13,7 @@ from keras_reg.regularizers import _common
 def _check_axis(axis):
     expected = "an int or a non-empty tuple of distinct ints"
     if not isinstance(axis, (list, tuple)):
-        if not _validation.is_integral(axis):
-            raise _validation.invalid_argument("axis", expected, axis)
-        return int(axis)
+        return _validation.check_int("axis", axis, expected=expected)
     axis = tuple(axis)
     if not axis or not all(_validation.is_integral(item) for item in axis):
         raise _validation.invalid_argument("axis", expected, axis)
