@@ -82,6 +82,20 @@ def test_without_per_layer_only_the_two_totals_are_added():
     assert sorted(history.history) == ["loss", "regularization_loss", "sparsity"]
 
 
+def test_a_layer_with_empty_kernels_has_sparsity_zero_as_in_sparsity_report():
+    # Dense on zero features: a (0, 3) kernel. sparsity_report gives an empty
+    # variable a zero fraction of 0.0; the per-layer value follows it.
+    model = keras.Sequential(
+        [keras.Input((0,)), keras.layers.Dense(3, name="empty"), keras.layers.Dense(2)]
+    )
+    callback = RegularizationMetrics(per_layer=True)
+    callback.set_model(model)
+    metrics = callback.metrics()
+    assert metrics["empty/sparsity"] == 0.0
+    report = keras_reg.sparsity_report(model, print_fn=None)
+    assert report["variables"]["empty/kernel"]["zero_fraction"] == 0.0
+
+
 def test_csv_logger_after_the_callback_records_the_metrics(tmp_path):
     path = os.path.join(str(tmp_path), "log.csv")
     x, y = _data()

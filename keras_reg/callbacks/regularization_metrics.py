@@ -75,7 +75,7 @@ class RegularizationMetrics(keras.callbacks.Callback):
                     continue
                 size = sum(entry["size"] for entry in kernels)
                 zeros = sum(entry["zeros"] for entry in kernels)
-                values[f"{layer}/sparsity"] = zeros / size
+                values[f"{layer}/sparsity"] = zeros / size if size else 0.0
                 values[f"{layer}/regularization_loss"] = sum(
                     entry["penalty"] or 0.0 for entry in entries
                 )
