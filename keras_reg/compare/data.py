@@ -196,9 +196,11 @@ def _read_rows(path):
     if "" in header:
         i = header.index("") + 1
         raise DataError(f"{path!r}: column {i} has an empty name in the header")
-    for i, name in enumerate(header):
-        if name in header[:i]:
+    seen = set()
+    for name in header:
+        if name in seen:
             raise DataError(f"{path!r}: column {name!r} appears twice in the header")
+        seen.add(name)
     for number, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(
