@@ -320,15 +320,7 @@ class Group:
 
 
 def train_technique(
-    technique,
-    problem,
-    splits,
-    settings,
-    build,
-    progress,
-    prefix,
-    values=None,
-    swa=None,
+    technique, problem, splits, settings, build, progress, prefix, values=None, swa=None
 ):
     """Trains every run of `technique` (at `values`, by default its grid);
     returns `(runs, wall seconds)`. SAM and Pruning train one tower model
