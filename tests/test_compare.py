@@ -159,7 +159,7 @@ def _measure(run, measure, task, epochs):
     return run[measure]
 
 
-# --- results.json, schema version 2 (documented in keras_reg/compare/report.py) ---
+# --- results.json, schema version 2 (documented in docs/compare.md, "Files") ---
 
 
 def assert_results_schema(doc, task, names, epochs, seeds, grid):

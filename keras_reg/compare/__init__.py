@@ -6,8 +6,8 @@ script). The modules: `cli` (arguments, checks, orchestration), `data`
 `techniques` (the table of techniques), `apply` (a technique's layers,
 penalties and optimizer on one seed's model), `training` (towers, fit,
 measurements), `verdicts` (the claims), `sparsity` (proximal sparsity against
-pruning at the same sparsity), `report` (table, progress line, results.json
-schema, results.csv) and `plot` (the figure).
+pruning at the same sparsity), `report` (table, progress line, results.json,
+results.csv) and `plot` (the figure).
 """
 
 from keras_reg.compare.cli import main

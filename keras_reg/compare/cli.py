@@ -49,10 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="keras-reg",
-        description="keras_reg command line tools.",
-    )
+    parser = _Parser(prog="keras-reg", description="keras_reg command line tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     compare = sub.add_parser(
@@ -239,14 +236,7 @@ def run_compare(
     import keras
 
     import keras_reg
-    from keras_reg.compare import (
-        models,
-        plot,
-        report,
-        sparsity,
-        training,
-        verdicts,
-    )
+    from keras_reg.compare import models, plot, report, sparsity, training, verdicts
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

@@ -49,7 +49,6 @@ class Problem:
     source: str
     target: str | None
     task: str
-    feature_names: list[str]
     class_names: list[str] | None
     x: np.ndarray
     y: np.ndarray
@@ -91,10 +90,11 @@ class Problem:
         xs = _standardize(*(self.x[rows] for rows in parts))
         if self.task == "classification":
             ys = [self.y[rows].astype("int32") for rows in parts]
-            return Split(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
-        mean = float(self.y[train].mean())
-        std = float(self.y[train].std()) or 1.0
-        ys = [((self.y[rows] - mean) / std).astype("float32") for rows in parts]
+            std = 1.0
+        else:
+            mean = float(self.y[train].mean())
+            std = float(self.y[train].std()) or 1.0
+            ys = [((self.y[rows] - mean) / std).astype("float32") for rows in parts]
         return Split(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], std)
 
     def describe(self) -> dict:
@@ -149,7 +149,6 @@ def load_digits_problem() -> Problem:
         source="digits",
         target=None,
         task="classification",
-        feature_names=[f"pixel_{i}" for i in range(digits.data.shape[1])],
         class_names=[str(c) for c in range(10)],
         x=digits.data.astype("float64"),
         y=digits.target.astype("int64"),
@@ -196,9 +195,11 @@ def _read_rows(path):
     if "" in header:
         i = header.index("") + 1
         raise DataError(f"{path!r}: column {i} has an empty name in the header")
-    for i, name in enumerate(header):
-        if name in header[:i]:
+    seen = set()
+    for name in header:
+        if name in seen:
             raise DataError(f"{path!r}: column {name!r} appears twice in the header")
+        seen.add(name)
     for number, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(
@@ -215,10 +216,9 @@ def _to_float(cell):
         return None
 
 
-def _classes(values):
+def _classes(values, numbers):
     """Sorted distinct labels (numerically when all are numbers), and the
     class index of each value."""
-    numbers = [_to_float(v) for v in values]
     keys = values if None in numbers else numbers
     ordered = sorted(set(keys))
     index = {key: i for i, key in enumerate(ordered)}
@@ -230,11 +230,10 @@ def _label_name(number):
     return str(int(number)) if number.is_integer() else repr(number)
 
 
-def _detect_task(values):
-    numbers = [_to_float(v) for v in values]
+def _detect_task(numbers):
     if None in numbers:
         return "classification"
-    few = len(set(numbers)) <= min(MAX_CLASSES_AUTO, len(values) // 2)
+    few = len(set(numbers)) <= min(MAX_CLASSES_AUTO, len(numbers) // 2)
     labels = few and all(n.is_integer() for n in numbers)
     return "classification" if labels else "regression"
 
@@ -289,8 +288,7 @@ def load_csv_problem(path: str, target: str, task: str) -> Problem:
             f"{path!r} has {len(rows)} data rows; compare needs at least {MIN_ROWS}"
         )
     values = [row[header.index(target)] for _, row in rows]
-    feature_names = [header[j] for j in columns]
-    return _problem(path, target, task, feature_names, features, values)
+    return _problem(path, target, task, features, values)
 
 
 def load_npz_problem(path: str, task: str) -> Problem:
@@ -325,14 +323,13 @@ def load_npz_problem(path: str, task: str) -> Problem:
         raise DataError(
             f"{path!r} has {len(x)} rows; compare needs at least {MIN_ROWS}"
         )
-    names = [f"x{i}" for i in range(x.shape[1])]
-    return _problem(path, "y", task, names, x, [str(v) for v in y.tolist()])
+    return _problem(path, "y", task, x, [str(v) for v in y.tolist()])
 
 
-def _problem(path, target, task, feature_names, features, values):
-    chosen = _detect_task(values) if task == "auto" else task
+def _problem(path, target, task, features, values):
+    numbers = [_to_float(v) for v in values]
+    chosen = _detect_task(numbers) if task == "auto" else task
     if chosen == "regression":
-        numbers = [_to_float(v) for v in values]
         if None in numbers:
             bad = values[numbers.index(None)]
             raise DataError(
@@ -349,7 +346,7 @@ def _problem(path, target, task, feature_names, features, values):
             )
         class_names = None
     else:
-        class_names, y = _classes(values)
+        class_names, y = _classes(values, numbers)
         if len(class_names) < 2:
             raise DataError(
                 f"target column {target!r} has a single class ({class_names[0]!r}); "
@@ -362,7 +359,6 @@ def _problem(path, target, task, feature_names, features, values):
         source=os.path.abspath(path),
         target=target,
         task=chosen,
-        feature_names=feature_names,
         class_names=class_names,
         x=features,
         y=y,

@@ -1,75 +1,7 @@
 """Choosing strengths, the table, results.json and results.csv of `keras-reg compare`.
 
-results.json schema (``schema_version`` 2)
-------------------------------------------
-A JSON object; fractions are in [0, 1], epochs count from 1, times are
-seconds, and a number that is not finite (a diverged run) is written as null::
-
-    {
-      "schema_version": 2,                  # bumped on any incompatible change
-      "keras_reg_version": str, "keras_version": str, "backend": str,
-      "settings": {"epochs": int, "batch_size": int, "seeds": [int, ...],
-                   "grid": int, "model": "built-in MLP" or "FILE.py:FUNCTION",
-                   "hidden_units": [int, ...] or null},
-      "data": {"source": "digits" or an absolute path, "target": str or null,
-               "task": "classification" | "regression", "n_features": int,
-               "n_classes": int or null, "class_names": [str] or null,
-               "n_train": int, "n_validation": int, "n_test": int},
-      "threshold": {"metric": "accuracy" | "r2", "value": float},
-      "statistics": {"interval": str, "test": str, "correction": str,
-                     "alpha": 0.05, "selection": str},
-      "techniques": [                       # baseline first, then table order
-        {"name": str, "description": str, "config": {...},
-         "grid": [{"strength": number or null, "label": str,
-                   "validation_mean": float}],   # the selection metric
-         "chosen_strength": number or null, "chosen_label": str,
-         "summary": {MEASURE: {"mean": float, "ci_low": float,
-                               "ci_high": float}},  # chosen strength, over seeds
-         "runs": [                          # every strength x seed
-           {"strength": number or null, "seed": int,
-            "train" | "validation" | "test":
-                classification: {"accuracy": float, "data_loss": float}
-                regression: {"mse": float, "mae": float,  # target's units
-                             "data_loss": float},         # standardized
-            "test_data_loss": float,
-            "generalization_gap": float,    # test - train data loss:
-                                            # > 0 overfits
-            "epochs_run": int, "best_epoch": int,
-            "epochs_to_threshold": int or null,    # null: never reached
-            "zero_weight_fraction": float,  # kernel weights exactly 0.0
-            "zero_unit_fraction": float,    # units (last kernel axis) all 0.0
-            "near_zero_weight_fraction": float,    # |w| < 1e-3
-            "mean_abs_weight": float, "n_kernel_weights": int,
-            "history": {"val_data_loss": [float], "train_metric": [float],
-                        "val_metric": [float]}}],    # one value per epoch
-         "wall_time_s": float}],
-      "verdicts": [{"claim": str, "technique": str, "measure": str,
-                    "claimed_direction": "up" | "down",
-                    "outcome": "holds" | "does not hold" | "inconclusive",
-                    "effect": float, "ci_low": float, "ci_high": float,
-                    "p_holm": float, "differences": [float], "text": str}],
-      "sparsity_vs_accuracy": null or {     # when Pruning runs with a
-                                            # proximal technique
-        "metric": "accuracy" | "mse", "difference": str, "correction": str,
-        "rows": [{"technique": str, "strength": number, "label": str,
-                  "target_sparsity": float,  # Pruning's target: the mean
-                                             # sparsity reached
-                  "sparsity" | "test_metric" | "pruning_sparsity"
-                  | "pruning_test_metric": {"mean", "ci_low", "ci_high"},
-                  "seeds": [int], "differences": [float],  # technique -
-                                                           # Pruning
-                  "effect": float, "ci_low": float, "ci_high": float,
-                  "p_value": float, "p_holm": float}]},
-      "notes": [str],                       # e.g. a technique skipped
-      "total_wall_time_s": float
-    }
-
-Schema 2 gained keys only (compare 2.1): `zero_unit_fraction`,
-`sparsity_vs_accuracy` and `notes`.
-
-MEASURE is one of `MEASURES`. For the statistics a run that never reaches
-the training threshold counts `epochs + 1` epochs to it. results.csv has one
-row per technique with the columns of `CSV_COLUMNS`.
+docs/compare.md ("Files") specifies results.json (`SCHEMA_VERSION`) and
+results.csv field by field.
 """
 
 import csv
@@ -83,6 +15,7 @@ import numpy as np
 from keras_reg.compare import verdicts
 
 SCHEMA_VERSION = 2
+# docs/compare.md lists the measures, in this order (results.csv's columns).
 MEASURES = (
     "train_metric",
     "validation_metric",

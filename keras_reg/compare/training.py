@@ -259,20 +259,19 @@ class Group:
     def results(self):
         """One dict of numbers per run (strength, seed), in `self.runs` order."""
         by_run = {}
-        for index, (value, seed, tower) in enumerate(self.towers):
-            by_run[(value, seed)] = self._numbers(index, tower, None)
+        for index, (value, seed, _) in enumerate(self.towers):
+            by_run[(value, seed)] = self._numbers(index, None)
         for index, value, callback, stand_in in self.watchers:
-            tower = self.towers[index][2]
+            _, seed, tower = self.towers[index]
             final = tower.get_weights()
             tower.set_weights(stand_in.restored)
-            by_run[(value, self.towers[index][1])] = self._numbers(
-                index, tower, callback
-            )
+            by_run[(value, seed)] = self._numbers(index, callback)
             tower.set_weights(final)
         return [{"strength": v, "seed": s} | by_run[(v, s)] for v, s in self.runs]
 
-    def _numbers(self, index, tower, callback):
-        split = self.splits[self.towers[index][1]]
+    def _numbers(self, index, callback):
+        _, seed, tower = self.towers[index]
+        split = self.splits[seed]
         parts = {}
         for name, part in (("train", "train"), ("validation", "val"), ("test", "test")):
             x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
@@ -321,15 +320,7 @@ class Group:
 
 
 def train_technique(
-    technique,
-    problem,
-    splits,
-    settings,
-    build,
-    progress,
-    prefix,
-    values=None,
-    swa=None,
+    technique, problem, splits, settings, build, progress, prefix, values=None, swa=None
 ):
     """Trains every run of `technique` (at `values`, by default its grid);
     returns `(runs, wall seconds)`. SAM and Pruning train one tower model

@@ -22,66 +22,50 @@ class Claim:
     text: str
     technique: str
     measure: str
-    words: str
     direction: int
 
 
+# How a verdict's text names each measure.
+WORDS = {
+    "zero_weight_fraction": "fraction of kernel weights exactly 0",
+    "zero_unit_fraction": "fraction of units whose kernel weights are all exactly 0",
+    "mean_abs_weight": "mean |w|",
+    "near_zero_weight_fraction": "fraction of kernel weights with |w| < 1e-3",
+    "generalization_gap": "generalization gap (test - train data loss)",
+    "epochs_to_threshold": "epochs to the training threshold",
+    "test_data_loss": "test data loss",
+}
 CLAIMS = (
     Claim(
-        "L1 drives weights to exactly zero",
-        "L1 (proximal)",
-        "zero_weight_fraction",
-        "fraction of kernel weights exactly 0",
-        +1,
+        "L1 drives weights to exactly zero", "L1 (proximal)", "zero_weight_fraction", +1
     ),
     Claim(
         "Group lasso switches off whole units",
         "Group lasso (proximal)",
         "zero_unit_fraction",
-        "fraction of units whose kernel weights are all exactly 0",
         +1,
     ),
-    Claim("L2 keeps weights small", "L2", "mean_abs_weight", "mean |w|", -1),
+    Claim("L2 keeps weights small", "L2", "mean_abs_weight", -1),
     Claim(
         "ElasticNet pulls weights toward zero",
         "ElasticNet",
         "near_zero_weight_fraction",
-        "fraction of kernel weights with |w| < 1e-3",
         +1,
     ),
-    Claim(
-        "Dropout reduces overfitting",
-        "Dropout",
-        "generalization_gap",
-        "generalization gap (test - train data loss)",
-        -1,
-    ),
-    Claim(
-        "DropBlock reduces overfitting",
-        "DropBlock",
-        "generalization_gap",
-        "generalization gap (test - train data loss)",
-        -1,
-    ),
+    Claim("Dropout reduces overfitting", "Dropout", "generalization_gap", -1),
+    Claim("DropBlock reduces overfitting", "DropBlock", "generalization_gap", -1),
     Claim(
         "BatchNormalization speeds up convergence",
         "BatchNormalization",
         "epochs_to_threshold",
-        "epochs to the training threshold",
         -1,
     ),
-    Claim(
-        "EarlyStopping lowers the test loss",
-        "EarlyStopping",
-        "test_data_loss",
-        "test data loss",
-        -1,
-    ),
+    Claim("EarlyStopping lowers the test loss", "EarlyStopping", "test_data_loss", -1),
     # Izmailov et al.: averaging reaches a wider optimum that generalizes
     # better; the test loss is the finer measure of it than the accuracy.
-    Claim("SWA lowers the test loss", "SWA", "test_data_loss", "test data loss", -1),
+    Claim("SWA lowers the test loss", "SWA", "test_data_loss", -1),
     # Foret et al.: a flat neighbourhood generalizes better.
-    Claim("SAM lowers the test loss", "SAM", "test_data_loss", "test data loss", -1),
+    Claim("SAM lowers the test loss", "SAM", "test_data_loss", -1),
 )
 
 
@@ -154,8 +138,9 @@ def _verdict(claim, ours, theirs, differences, p_holm, seeds):
     else:
         outcome = INCONCLUSIVE
     text = (
-        f"{claim.text}: {claim.words} {np.mean(ours):.4g} vs {np.mean(theirs):.4g} "
-        f"(baseline); difference {effect:+.4g} [{low:+.4g}, {high:+.4g}] "
+        f"{claim.text}: {WORDS[claim.measure]} {np.mean(ours):.4g} vs "
+        f"{np.mean(theirs):.4g} (baseline); difference {effect:+.4g} "
+        f"[{low:+.4g}, {high:+.4g}] "
         f"(95% CI, {len(seeds)} seeds), Holm p = {p_holm:.3g}: {outcome}"
     )
     return {
