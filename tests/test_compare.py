@@ -491,6 +491,14 @@ def test_run_numbers_agree_with_each_other(digits_run):
             assert run["epochs_to_threshold"] == (reached[0] if reached else None)
 
 
+def test_manual_lists_the_measures_in_the_csv_column_order():
+    # docs/compare.md specifies results.json and results.csv; its list of
+    # measures is the order of the CSV's columns, so it must be MEASURES'.
+    manual = (pathlib.Path(REPO_ROOT) / "docs" / "compare.md").read_text()
+    sentence = manual.split("MEASURE is one of ", 1)[1].split(". ", 1)[0]
+    assert tuple(re.findall(r"`(\w+)`", sentence)) == report.MEASURES
+
+
 def test_csv_has_one_row_per_technique_matching_the_json(digits_run):
     with open(digits_run["out"] / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
