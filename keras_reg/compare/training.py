@@ -259,8 +259,10 @@ class Group:
     def results(self):
         """One dict of numbers per run (strength, seed), in `self.runs` order."""
         by_run = {}
+        watched = {watcher[0] for watcher in self.watchers}
         for index, (value, seed, _) in enumerate(self.towers):
-            by_run[(value, seed)] = self._numbers(index, None)
+            if index not in watched:  # measured below, at the restored weights
+                by_run[(value, seed)] = self._numbers(index, None)
         for index, value, callback, stand_in in self.watchers:
             _, seed, tower = self.towers[index]
             final = tower.get_weights()
