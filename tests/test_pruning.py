@@ -98,6 +98,32 @@ def test_layer_mode_zeroes_the_smallest_of_each_kernel(sparsity):
         assert np.count_nonzero(_np(kernel) == 0) == expected
 
 
+def test_masks_come_from_the_weights_before_the_step_update():
+    # One SGD step on a linear layer: the mask is chosen on the magnitudes of
+    # the initial kernel (as tfmot chooses at the start of a batch), then
+    # applied to the updated kernel W1 = W0 - lr * dL/dW (NumPy gradient of
+    # the mean squared error).
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="d")])
+    kernel = model.layers[0].kernel
+    w0 = _set_distinct_weights(model, seed=5)[0].astype("float64")
+    x, y = _data()
+    lr = 0.5
+    model.compile(
+        optimizer=pruning.Pruning(
+            keras.optimizers.SGD(lr), pruning.ConstantSparsity(0.5)
+        ),
+        loss="mse",
+    )
+    model.train_on_batch(x, y)
+    residual = x.astype("float64") @ w0 - y  # the bias starts at zero
+    w1 = w0 - lr * 2.0 * x.T.astype("float64") @ residual / residual.size
+    mask = _numpy_mask(np.abs(w0), 0.5)
+    # The step reorders the magnitudes: choosing after it would differ.
+    assert np.any(_numpy_mask(np.abs(w1), 0.5) != mask)
+    np.testing.assert_array_equal(_np(model.optimizer.get_mask(kernel)), mask)
+    np.testing.assert_allclose(_np(kernel), w1 * mask, rtol=1e-5, atol=1e-6)
+
+
 def test_global_mode_uses_one_threshold_over_all_kernels():
     model = _mlp()
     initial = _set_distinct_weights(model, seed=3)

@@ -71,7 +71,8 @@ class Pruning(WrappingOptimizer):
     step, every selected kernel (variables named `kernel`,
     `depthwise_kernel` or `pointwise_kernel`) is multiplied by its 0/1 mask,
     so pruned weights stay exactly zero. At the steps the `schedule` names,
-    the masks are first recomputed from the magnitudes. The masks are
+    the masks are first recomputed from the magnitudes before the update
+    (as tensorflow-model-optimization does at a batch's start). The masks are
     optimizer variables, saved in `.keras` files; `strip(model)` returns the
     pruned model as plain Keras. docs/pruning.md tells more.
 
@@ -200,10 +201,8 @@ class Pruning(WrappingOptimizer):
 
     def apply(self, grads, trainable_variables=None):
         variables = self._built_variables(trainable_variables)
-        # The step before the inner update increments it; torch would alias.
-        step = ops.copy(ops.cast(self.iterations, "int32"))
+        step = ops.cast(self.iterations, "int32")
         update = self.schedule.should_update(step)
-        self.inner_optimizer.apply(grads, variables)
 
         def assign_masks(masks):
             for variable, mask in zip(self._masks, masks, strict=True):
@@ -221,6 +220,10 @@ class Pruning(WrappingOptimizer):
         else:
             # Assigned inside the branch: no copy at the steps that keep them.
             ops.cond(update, lambda: assign_masks(self._new_masks(step)), lambda: None)
+        # The masks come from the weights before this step's update, as
+        # tfmot's do (at the start of a batch): compiled, the update and the
+        # masking then fuse into one pass over each kernel.
+        self.inner_optimizer.apply(grads, variables)
         pairs = self._built_with.pairs
         fast = fast_path("pruning")
         if fast is not None:
