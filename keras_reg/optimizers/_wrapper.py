@@ -54,8 +54,8 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
         # Keras's optimizers track as their own state every variable held in an
-        # attribute, lists and tuples included: this namespace keeps the model's
-        # out, those that subclasses hold too.
+        # attribute, lists and tuples included: the model's variables (and the
+        # ones subclasses pair with them) live in this namespace, out of reach.
         self._built_with = SimpleNamespace(variables=())
 
     def _refusal(self, optimizer):
