@@ -56,7 +56,7 @@ def _variable_entry(variable, path, pruning):
         "units": None if dead is None else int(values.shape[-1]),
         "dead_units": dead,
         "pruned": pruned,
-        "pruned_fraction": None if pruned is None else pruned / size,
+        "pruned_fraction": None if pruned is None else (pruned / size if size else 0.0),
     }
 
 

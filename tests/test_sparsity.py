@@ -184,6 +184,24 @@ def test_structured_pruning_reports_dead_units_and_pruned_biases():
     assert report["variables"]["second/bias"]["pruned"] == 1
 
 
+def test_a_pruned_empty_kernel_has_pruned_fraction_zero():
+    # Dense on zero features: a (0, 3) kernel, masked like the others. Its
+    # fractions are 0.0, as zero_fraction's is for an empty variable.
+    from keras_reg import pruning
+
+    model = keras.Sequential(
+        [keras.Input((0,)), keras.layers.Dense(3, name="empty"), keras.layers.Dense(2)]
+    )
+    optimizer = pruning.Pruning(
+        keras.optimizers.SGD(0.1), pruning.ConstantSparsity(0.5)
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    optimizer.build(model.trainable_variables)
+    entry = keras_reg.sparsity_report(model, print_fn=None)["variables"]["empty/kernel"]
+    assert (entry["size"], entry["pruned"], entry["pruned_fraction"]) == (0, 0, 0.0)
+    assert entry["zero_fraction"] == 0.0
+
+
 def test_table_has_a_pruned_column_only_for_pruned_models():
     lines = []
     keras_reg.sparsity_report(_pruned_model("layer"), print_fn=lines.append)
