@@ -438,3 +438,26 @@ def test_new_claims_and_their_verdict_texts():
         "difference -1.333 ["
     )
     assert swa["text"].endswith("(95% CI, 3 seeds), Holm p = 0.114: inconclusive")
+
+
+def test_sparsity_section_prints_non_finite_values_as_nan_like_the_table():
+    # A diverged regression run: its mean MSE is inf and the difference nan.
+    inf, nan = float("inf"), float("nan")
+    row = {
+        "technique": "L1 (proximal)",
+        "label": "1e-3",
+        "sparsity": {"mean": 0.5},
+        "test_metric": {"mean": inf, "ci_low": 1.0, "ci_high": inf},
+        "pruning_sparsity": {"mean": nan},
+        "pruning_test_metric": {"mean": 2.0, "ci_low": 1.5, "ci_high": 2.5},
+        "effect": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "p_holm": nan,
+    }
+    text = sparsity.format_section({"metric": "mse", "rows": [row]}, n_seeds=3)
+    cells = text.splitlines()[-1]
+    assert "inf" not in text
+    assert cells.split()[3:] == (
+        "50.0% nan [1, nan] nan% 2 [1.5, 2.5] nan [nan, nan] nan".split()
+    )

@@ -106,7 +106,7 @@ def summarize(technique, runs, task, epochs, wall) -> dict:
     }
 
 
-def _fmt(value, spec):
+def fmt(value, spec):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "nan" if value is not None else "-"
     return format(value, spec)
@@ -138,13 +138,13 @@ def format_table(techniques: list[dict], task: str, epochs: int) -> str:
             [
                 t["name"],
                 t["chosen_label"] or "-",
-                _fmt(s["train_metric"], spec),
-                _fmt(s["validation_metric"], spec),
-                f"{_fmt(test['mean'], spec)} [{_fmt(test['ci_low'], spec)}, "
-                f"{_fmt(test['ci_high'], spec)}]",
-                _fmt(s["generalization_gap"], "+.3f"),
+                fmt(s["train_metric"], spec),
+                fmt(s["validation_metric"], spec),
+                f"{fmt(test['mean'], spec)} [{fmt(test['ci_low'], spec)}, "
+                f"{fmt(test['ci_high'], spec)}]",
+                fmt(s["generalization_gap"], "+.3f"),
                 f"{100 * s['zero_weight_fraction']:.1f}%",
-                _fmt(s["mean_abs_weight"], ".4f"),
+                fmt(s["mean_abs_weight"], ".4f"),
                 "never" if reached > epochs else f"{reached:.1f}",
                 f"{s['epochs_run']:.1f}",
                 f"{t['wall_time_s']:.1f}s",

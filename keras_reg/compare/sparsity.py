@@ -95,8 +95,12 @@ def format_section(document: dict, n_seeds: int) -> str:
     """The printed section: one row per proximal strength."""
     short, spec = ("acc", ".3f") if document["metric"] == "accuracy" else ("MSE", ".4g")
 
-    def ci(s):
-        return f"{s['mean']:{spec}} [{s['ci_low']:{spec}}, {s['ci_high']:{spec}}]"
+    def ci(s, spec=spec, mean="mean"):  # non-finite values print "nan", as in the table
+        low, high = report.fmt(s["ci_low"], spec), report.fmt(s["ci_high"], spec)
+        return f"{report.fmt(s[mean], spec)} [{low}, {high}]"
+
+    def percent(s):
+        return report.fmt(100 * s["mean"], ".1f") + "%"
 
     headers = [
         "technique",
@@ -112,12 +116,12 @@ def format_section(document: dict, n_seeds: int) -> str:
         [
             r["technique"],
             r["label"],
-            f"{100 * r['sparsity']['mean']:.1f}%",
+            percent(r["sparsity"]),
             ci(r["test_metric"]),
-            f"{100 * r['pruning_sparsity']['mean']:.1f}%",
+            percent(r["pruning_sparsity"]),
             ci(r["pruning_test_metric"]),
-            f"{r['effect']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]",
-            f"{r['p_holm']:.3g}",
+            ci(r, "+.3g", mean="effect"),
+            report.fmt(r["p_holm"], ".3g"),
         ]
         for r in document["rows"]
     ]
