@@ -23,6 +23,19 @@ def _conv_drop_connect(**kwargs):
     return DropConnect(keras.layers.Conv2D(3, 2, padding="same"), **kwargs)
 
 
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_rates_that_never_draw_hold_no_seed_state(rate, tmp_path):
+    # As Keras's Dropout at rate 0: no generator; the variables are the Dense's.
+    layer = _dense_drop_connect(rate=rate, seed=3)
+    model = keras.Sequential([keras.Input((5,)), layer])
+    assert not hasattr(layer, "seed_generator")
+    assert [v.path for v in layer.variables] == [v.path for v in layer.layer.variables]
+    x = np.ones((2, 5), "float32")
+    expected = np.zeros((2, 4)) if rate == 1 else _numpy(layer.layer(x))
+    np.testing.assert_allclose(_numpy(layer(x, training=True)), expected, atol=0)
+    assert_model_save_round_trip(model, x, tmp_path)
+
+
 @pytest.mark.parametrize(
     "factory, input_shape, output_shape",
     [

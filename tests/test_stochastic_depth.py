@@ -87,6 +87,18 @@ def test_rate_one_returns_the_shortcut():
     np.testing.assert_array_equal(y, a)
 
 
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_rates_that_never_draw_hold_no_seed_state(rate, tmp_path):
+    # As Keras's Dropout at rate 0: no generator, so no variable in the model.
+    layer = StochasticDepth(rate, seed=3)
+    assert layer.variables == [] and not hasattr(layer, "seed_generator")
+    model = _residual_model(rate=rate)
+    x = np.ones((4, 6), "float32")
+    before = _numpy(model(x, training=True))
+    restored = assert_model_save_round_trip(model, x, tmp_path)
+    np.testing.assert_array_equal(_numpy(restored(x, training=True)), before)
+
+
 def test_same_seed_same_masks_and_state_survives_save_and_load(tmp_path):
     model = _residual_model(seed=12)
     x = np.random.default_rng(3).normal(size=(32, 6)).astype("float32")

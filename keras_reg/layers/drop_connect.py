@@ -72,7 +72,7 @@ class DropConnect(DropoutFamilyLayer):
             raise invalid_argument("layer", _LAYER_EXPECTED, layer)
         self.layer = layer
         self.rate = check_rate("rate", rate)
-        self._init_seed(seed)
+        self._init_seed(seed, draws=0 < self.rate < 1)
         if layer.built:
             self._check_kernel()
             self.input_spec = layer.input_spec

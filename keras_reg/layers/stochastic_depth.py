@@ -51,7 +51,7 @@ class StochasticDepth(DropoutFamilyLayer):
     def __init__(self, rate: float = 0.1, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.rate = check_rate("rate", rate)
-        self._init_seed(seed)
+        self._init_seed(seed, draws=0 < self.rate < 1)
         self._mark_built()
 
     def _check_inputs(self, shapes):
