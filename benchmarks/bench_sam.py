@@ -12,6 +12,12 @@ optimizer's step at the perturbed weights), so its floor is two Adam steps:
 `update_ratio` is the SAM update time over one Adam step (target <= 2.1, floor
 2.0), `step_ratio` a SAM step over an Adam step.
 
+Where the backend has a fast path for the ascent (PyTorch, which runs
+`SAM.apply` eagerly in training too), `ascent_ms` times the ascent alone (the
+perturbation of every weight, given one batch's gradients),
+`ascent_portable_ms` the portable `keras.ops` code in the same rounds, and
+`fast_over_portable` their ratio.
+
 Usage (one backend per process):
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_sam.py
@@ -37,6 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_reg  # noqa: E402
+from keras_reg._backends import fast_path, portable_only  # noqa: E402
 
 VARIANTS = {
     "adam": lambda: keras.optimizers.Adam(1e-4),
@@ -68,6 +75,52 @@ def _time_steps(model, x, y, steps):
     # Reading the last loss back waits for asynchronous backends.
     float(logs["loss"])
     return (time.perf_counter() - start) / steps * 1e3
+
+
+def _ascent_timer(make, args, x, y):
+    """A function timing SAM ascents (ms each)."""
+    model = _model(make(), args.units, args.outputs)
+    _time_steps(model, x, y, 2)
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+    rng = np.random.default_rng(1)
+    grads = [
+        keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32"))
+        for v in variables
+    ]
+
+    def run(steps=10):
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer._perturbed.assign(0)  # the next apply is an ascent
+            optimizer.apply(grads, variables)
+        keras.ops.convert_to_numpy(variables[0])  # waits for asynchronous backends
+        return (time.perf_counter() - start) / steps * 1e3
+
+    return run
+
+
+def _ascents(args, x, y):
+    """Median ascent times per SAM variant, fast and portable interleaved;
+    empty where the backend has no fast path for it."""
+    if fast_path("sam") is None:
+        return {"sam": {}, "asam": {}}
+    result = {}
+    for name in ("sam", "asam"):
+        run = _ascent_timer(VARIANTS[name], args, x, y)
+        fast, portable = [], []
+        for _ in range(args.rounds):
+            fast.append(run())
+            with portable_only():
+                portable.append(run())
+        result[name] = {
+            "ascent_ms": round(statistics.median(fast), 3),
+            "ascent_portable_ms": round(statistics.median(portable), 3),
+            "fast_over_portable": round(
+                statistics.median(p / f for p, f in zip(portable, fast, strict=True)), 3
+            ),
+        }
+    return result
 
 
 def main(argv=None):
@@ -110,6 +163,7 @@ def main(argv=None):
         for name in times
     }
 
+    ascents = _ascents(args, x, y)
     adam = median["adam"]
     for name in ("sam", "asam"):
         print(
@@ -130,6 +184,7 @@ def main(argv=None):
                     "step_ratio": round(median[name] / adam, 3),
                     "update_ratio": round(2 * median[name] / adam, 3),
                     "paired_update_ratio": round(2 * paired[name], 3),
+                    **ascents[name],
                 }
             ),
             flush=True,

@@ -1,11 +1,13 @@
 """Tests for keras_reg.optimizers.SAM."""
 
+import contextlib
 import os
 
 import keras
 import numpy as np
 import pytest
 
+from keras_reg._backends import portable_only
 from keras_reg.optimizers import SAM, Proximal
 from keras_reg.optimizers import sam as sam_module
 from keras_reg.pruning import ConstantSparsity, Pruning
@@ -299,6 +301,29 @@ def test_norm_groups_perturb_each_group_as_if_trained_alone(grouped):
     # Kept as ids: the model's variables do not become optimizer state.
     model_ids = {id(v) for v in model.trainable_variables}
     assert not model_ids & {id(v) for v in optimizer.variables}
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the fast path is torch's only")
+@pytest.mark.parametrize("adaptive", [False, True], ids=["SAM", "ASAM"])
+def test_fast_path_and_portable_path_give_the_same_weights(adaptive):
+    # Two norm groups, one of them with a zero gradient at the first step
+    # (its target equals its output): the paths differ only in the order
+    # of the squared norms' sums, hence the float32 tolerance.
+    (x1, y1), (x2, _) = _data(seed=1), _data(seed=2)
+    trained = []
+    for context in (contextlib.nullcontext, portable_only):
+        optimizer = SAM(keras.optimizers.Adam(0.05), rho=0.3, adaptive=adaptive)
+        model = _two_branch_model(optimizer)
+        branches = [layer for layer in model.layers if layer.weights]
+        optimizer.set_norm_groups([b.trainable_variables for b in branches[:1]])
+        y2 = _np(branches[1](x2))
+        with context():
+            for _ in range(6):
+                model.train_on_batch([x1, x2], [y1, y2])
+        trained.append([_np(w) for w in model.weights])
+    for fast, portable in zip(*trained, strict=True):
+        np.testing.assert_allclose(fast, portable, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(trained[0][0], _initial_kernel())  # it trained
 
 
 # --- Mixed precision ------------------------------------------------------

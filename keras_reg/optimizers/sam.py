@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_reg import _validation
 from keras_reg._api import register
+from keras_reg._backends import fast_path
 from keras_reg.optimizers import _wrapper, proximal
 from keras_reg.optimizers._wrapper import WrappingOptimizer
 from keras_reg.optimizers.proximal import Proximal
@@ -130,12 +131,19 @@ class SAM(WrappingOptimizer):
                 for g, v in zip(grads, variables, strict=True)
                 if g is not None and not getattr(v, "overwrite_with_gradient", False)
             ]
+            groups = [self._norm_groups.get(id(v), -1) for _, v in pairs]
+            for variable, anchor in zip(variables, self._anchors, strict=True):
+                self.assign(anchor, variable.value)
+            self.assign(self._perturbed, 1)
+            fast = fast_path("sam")
+            if fast is not None:
+                fast.ascend(pairs, groups, self.rho, self.adaptive, self.eta)
+                return
             scaled = directions = [g for g, _ in pairs]
             if self.adaptive:  # T g and T^2 g with T = |w| + eta
                 scales = [ops.add(ops.abs(v.value), self.eta) for _, v in pairs]
                 scaled = [g * t for g, t in zip(scaled, scales, strict=True)]
                 directions = [x * t for x, t in zip(scaled, scales, strict=True)]
-            groups = [self._norm_groups.get(id(v), -1) for _, v in pairs]
             squares = {}
             for group, x in zip(groups, scaled, strict=True):
                 square = ops.sum(ops.square(ops.cast(x, "float32")))
@@ -145,11 +153,8 @@ class SAM(WrappingOptimizer):
                 group: ops.divide(self.rho, ops.add(ops.sqrt(square), 1e-12))
                 for group, square in squares.items()
             }
-            for variable, anchor in zip(variables, self._anchors, strict=True):
-                self.assign(anchor, variable.value)
             for group, (_, variable), e in zip(groups, pairs, directions, strict=True):
                 self.assign_add(variable, ops.cast(factors[group], e.dtype) * e)
-            self.assign(self._perturbed, 1)
 
         def descend():
             for variable, anchor in zip(variables, self._anchors, strict=True):
