@@ -1,10 +1,10 @@
 """PyTorch fast path for SAM's ascent step: in place, no temporary weights.
 
-Eager torch allocates every operation's result; the portable ascent makes
-two temporaries of each weight's size (three more for ASAM) and a copy for
-`assign_add`. Here the squared norms are dot products, the perturbation is
-added with one `addcmul_`, and ASAM's scaled gradient is built in two
-buffers (docs/internals.md).
+Eager torch allocates every operation's result: the portable ascent makes
+three temporaries of each weight's size (the squares, the scaled
+perturbation, `assign_add`'s sum, then copied back), and ASAM four more.
+Here the squared norms are dot products, the perturbation is added with one
+`addcmul_`, and ASAM's scaled gradient takes two buffers (docs/internals.md).
 """
 
 import torch
@@ -31,7 +31,7 @@ def ascend(pairs, groups, rho, adaptive, eta):
                 scale = variable.value.abs().add_(eta)
                 scaled = gradient * scale
             square = _squared_norm(scaled)
-            squares[group] = squares[group] + square if group in squares else square
+            squares[group] = squares.get(group, 0.0) + square
             directions.append(scaled.mul_(scale) if adaptive else scaled)
         factors = {
             group: rho / (torch.sqrt(square) + 1e-12)
