@@ -191,11 +191,32 @@ def test_noise_shape_broadcasts_mask_over_size_one_axes(noise_shape, shared_axes
     np.testing.assert_array_equal(y != 0, expected)
 
 
-def test_noise_shape_of_wrong_rank_raises_naming_the_shape():
-    layer = Dropout(0.5, noise_shape=(None, 1))
+@pytest.mark.parametrize("noise_shape", [(1, 4), (3, 1), (4,)])
+def test_a_shorter_noise_shape_broadcasts_from_the_right_as_in_keras(noise_shape):
+    x = _ones((2, 3, 4))
+    keras_y = _numpy(
+        keras.layers.Dropout(0.5, noise_shape=noise_shape, seed=3)(x, training=True)
+    )
+    y = _numpy(Dropout(0.5, noise_shape=noise_shape, seed=3)(x, training=True))
+    padded = (1,) * (x.ndim - len(noise_shape)) + noise_shape
+    shared = tuple(slice(0, 1) if size == 1 else slice(None) for size in padded)
+    for out in (keras_y, y):  # one mask, broadcast over the size-1 axes
+        np.testing.assert_array_equal(out, np.broadcast_to(out[shared], out.shape))
+    expected = np.broadcast_to(reference_keep(noise_shape, 0.5, 3, 0), x.shape)
+    np.testing.assert_array_equal(y != 0, expected)
+
+
+@pytest.mark.parametrize(
+    "noise_shape", [(None, 1), (1, 1, 1, 4), (2, 3, 2)], ids=["none", "long", "size"]
+)
+def test_a_noise_shape_that_does_not_broadcast_raises_naming_the_shape(noise_shape):
+    # Keras raises too, each backend its own way: (None, 1) takes the
+    # batch size 2 at index 0, and (2, 1) does not broadcast to (2, 3, 4).
+    layer = Dropout(0.5, noise_shape=noise_shape)
     message = (
-        "`noise_shape` must have one entry per input dimension. Received: "
-        "noise_shape=(None, 1) for an input of shape (2, 3, 4)"
+        "`noise_shape` must broadcast to the input's shape, entry by entry from "
+        f"the right. Received: noise_shape={noise_shape} for an input of shape "
+        "(2, 3, 4)"
     )
     # Layer.__call__ decorates the message with call arguments; call() does not.
     with pytest.raises(ValueError) as info:

@@ -59,10 +59,11 @@ class Dropout(DropoutFamilyLayer):
 
     Args:
         rate: float in [0, 1]. Fraction of the input units to drop.
-        noise_shape: optional tuple of positive ints or None, one entry per
-            input dimension: the shape of the binary mask that multiplies the
-            input, broadcast over dimensions of size 1. None entries take the
-            input's size. For inputs `(batch, timesteps, features)`,
+        noise_shape: optional tuple of positive ints or None: the shape of
+            the binary mask that multiplies the input, broadcast over
+            dimensions of size 1 and, when it has fewer entries than the input
+            has dimensions, over the leading ones (as in NumPy). None entries
+            take the input's size. For inputs `(batch, timesteps, features)`,
             `noise_shape=(None, 1, None)` drops the same features at every
             timestep.
         seed: optional non-negative int, the random seed.
@@ -102,19 +103,32 @@ class Dropout(DropoutFamilyLayer):
         self._mark_built()
 
     def _noise_shape(self, inputs):
-        """`noise_shape` with its None entries filled from the input's shape."""
-        input_shape = ops.shape(inputs)
+        """`noise_shape` with its None entries filled from the input's shape,
+        and 1s before it up to the input's rank.
+
+        As in Keras, a shorter `noise_shape` broadcasts from the right, while
+        its None entries take the input's size at the same index from the left.
+        """
+        input_shape = tuple(ops.shape(inputs))
         if self.noise_shape is None:
-            return tuple(input_shape)
-        if len(self.noise_shape) != len(input_shape):
-            raise ValueError(
-                "`noise_shape` must have one entry per input dimension. Received: "
-                f"noise_shape={self.noise_shape} for an input of shape "
-                f"{tuple(inputs.shape)}"
+            return input_shape
+        extra = len(input_shape) - len(self.noise_shape)
+        if extra >= 0:
+            shape = (1,) * extra + tuple(
+                dim if entry is None else entry
+                for entry, dim in zip(self.noise_shape, input_shape, strict=False)
             )
-        return tuple(
-            dim if entry is None else entry
-            for entry, dim in zip(self.noise_shape, input_shape, strict=True)
+            if not any(
+                isinstance(entry, int)
+                and isinstance(dim, int)
+                and entry not in (1, dim)
+                for entry, dim in zip(shape, input_shape, strict=True)
+            ):
+                return shape
+        raise ValueError(
+            "`noise_shape` must broadcast to the input's shape, entry by entry "
+            f"from the right. Received: noise_shape={self.noise_shape} for an "
+            f"input of shape {tuple(inputs.shape)}"
         )
 
     def get_config(self):
