@@ -139,6 +139,23 @@ def test_group_lasso_proximal_step_zeroes_whole_conv_filters():
     assert np.all(result[..., [0, 2, 3]] != 0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("learning_rate", [0.0, 0.5])
+def test_group_lasso_keeps_an_all_zero_group_zero_in_every_dtype(dtype, learning_rate):
+    # A zero learning rate (a warm-up from 0) makes the threshold 0 as well:
+    # the all-zero group's 0 / 0 must not become NaN (float16 has no tiny
+    # positive number to divide by instead).
+    kernel = np.array([[0.0, 1.0], [0.0, -2.0]], "float32")
+    x = keras.ops.cast(kernel, dtype)
+    result = _np(
+        keras.ops.cast(GroupLasso(0.1).proximal_step(x, learning_rate), "float32")
+    )
+    threshold = learning_rate * 0.1 * np.sqrt(2.0)
+    expected = kernel * np.array([0.0, 1.0 - threshold / np.sqrt(5.0)])
+    np.testing.assert_allclose(result, expected, rtol=1e-2)
+    assert np.all(result[:, 0] == 0.0)
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the fast path is torch's only")
 def test_torch_soft_threshold_matches_the_portable_path():
     rng = np.random.default_rng(0)

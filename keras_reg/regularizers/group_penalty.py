@@ -129,11 +129,10 @@ class GroupLasso(keras.regularizers.Regularizer):
             learning_rate, self.factor * math.sqrt(group_size), x.dtype
         )
         norms = self._group_norms(x, axes)
-        # An all-zero group divides by a tiny positive number instead of 0, so
-        # its shrink factor comes out <= 0 and it stays zero, never NaN.
-        tiny = float(keras.backend.epsilon()) ** 4
+        # An all-zero group gets a finite factor (divide_no_nan: 1) and stays
+        # zero, never NaN, in every dtype and at a zero threshold too.
         shrink = ops.maximum(
-            ops.subtract(1.0, ops.divide(threshold, ops.maximum(norms, tiny))), 0.0
+            ops.subtract(1.0, ops.divide_no_nan(threshold, norms)), 0.0
         )
         return ops.multiply(x, shrink)
 
