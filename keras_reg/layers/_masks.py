@@ -118,14 +118,16 @@ def scale(rate, dtype):
 def multiplier(keep, rate, dtype):
     """`keep / (1 - rate)` in `dtype`: `1 / (1 - rate)` where kept, else 0.
 
-    A multiplication by the mask, not a select: it is branch-free and every
-    backend rounds `x * scale` the same way. As in Keras's TensorFlow
-    dropout, a dropped NaN or infinity gives NaN.
+    The input is then multiplied by it, not selected from: every backend
+    rounds `x * scale` the same way and, as in Keras's TensorFlow dropout, a
+    dropped NaN or infinity gives NaN. The multiplier itself is a select, so
+    a scale that overflows `dtype` (float16 above rate 0.99998) still gives 0
+    where dropped.
     """
     dtype = keras.backend.standardize_dtype(dtype)
     value_dtype = "float64" if dtype == "float64" else "float32"
     value = ops.cast(ops.convert_to_tensor(scale(rate, dtype), value_dtype), dtype)
-    return ops.multiply(ops.cast(keep, dtype), value)
+    return ops.where(keep, value, ops.zeros((), dtype))
 
 
 def drop(x, shape, rate, state):
