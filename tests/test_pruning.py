@@ -311,6 +311,48 @@ def test_mixed_precision_loss_scaling_keeps_the_masks():
         keras.config.set_dtype_policy("float32")
 
 
+def test_the_masks_hold_after_the_inner_optimizers_ema_is_written_back():
+    # use_ema=True: at the end of fit, Keras writes the moving averages over
+    # the weights; averages of pruned weights that moved before their mask
+    # are not zero.
+    model = _mlp()
+    _set_distinct_weights(model)
+    schedule = pruning.PolynomialDecay(0.0, 0.5, 0, 4, frequency=1)
+    model.compile(
+        optimizer=pruning.Pruning(keras.optimizers.SGD(0.05, use_ema=True), schedule),
+        loss="mse",
+    )
+    x, y = _data()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    for kernel in _kernels(model):
+        values = _np(kernel)
+        mask = _np(model.optimizer.get_mask(kernel))
+        np.testing.assert_array_equal(values[mask == 0], 0.0)
+        assert np.count_nonzero(values == 0) == values.size // 2
+
+
+@pytest.mark.parametrize("wrapper", ["pruning", "proximal", "sam"])
+def test_apply_gradients_returns_the_step_count_as_keras_does(wrapper):
+    inner = keras.optimizers.SGD(0.1)
+    optimizer = {
+        "pruning": lambda: pruning.Pruning(inner, pruning.ConstantSparsity(0.5)),
+        "proximal": lambda: Proximal(inner),
+        "sam": lambda: SAM(inner),
+    }[wrapper]()
+    plain = keras.optimizers.SGD(0.1)  # the oracle
+    counts = {}
+    for name, each in (("wrapper", optimizer), ("keras", plain)):
+        model = _mlp()
+        each.build(model.trainable_variables)
+        each_vars = model.trainable_variables
+        grads = [keras.ops.ones(v.shape) for v in each_vars]
+        counts[name] = [
+            int(_np(each.apply_gradients(zip(grads, each_vars, strict=True))))
+            for _ in range(3)
+        ]
+    assert counts["wrapper"] == counts["keras"] == [1, 2, 3]
+
+
 # --- Selection ---------------------------------------------------------------
 
 

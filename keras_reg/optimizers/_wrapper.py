@@ -103,6 +103,12 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
     def iterations(self):
         return self.inner_optimizer.iterations
 
+    def apply_gradients(self, grads_and_vars):
+        # Keras's returns its own `_iterations`; a wrapper counts its steps
+        # in `iterations`.
+        super().apply_gradients(grads_and_vars)
+        return self.iterations
+
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
 

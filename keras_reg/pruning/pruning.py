@@ -232,6 +232,14 @@ class Pruning(WrappingOptimizer):
         for variable, mask in pairs:
             self.assign(variable, variable * mask)
 
+    def finalize_variable_values(self, var_list):
+        # The inner optimizer's EMA (use_ema=True) writes its averages over
+        # the weights at the end of fit: the masks hold there too.
+        super().finalize_variable_values(var_list)
+        if self.built:
+            for variable, mask in self._built_with.pairs:
+                variable.assign(variable * mask)
+
     def get_config(self) -> dict:
         layers = self.layers
         return super().get_config() | {
