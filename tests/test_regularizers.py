@@ -193,6 +193,44 @@ def test_torch_fast_path_matches_the_portable_path():
         np.testing.assert_allclose(fast_grad, grad, rtol=1e-6, atol=1e-7)
 
 
+def _gradient(regularizer, values):
+    """The penalty's gradient on each backend's own autodiff (None if the
+    penalty does not depend on the weights)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        w = tf.Variable(values)
+        with tf.GradientTape() as tape:
+            value = regularizer(w)
+        grad = tape.gradient(value, w)
+        return None if grad is None else grad.numpy()
+    if backend == "torch":
+        import torch
+
+        w = torch.tensor(values, requires_grad=True)
+        value = regularizer(w)
+        if not value.requires_grad:
+            return None
+        (grad,) = torch.autograd.grad(value, w)
+        return grad.numpy()
+    import jax
+
+    return np.asarray(jax.grad(lambda w: regularizer(w))(values))
+
+
+@pytest.mark.parametrize("name", ["L1", "L2"])
+def test_a_zero_factor_has_a_zero_gradient_as_in_keras(name):
+    # Keras's L1(0) and L2(0) compute 0 * sum(...): a zero gradient, which a
+    # custom loop or torch's backward on the penalty alone relies on.
+    values = _weights((3, 2))
+    ours = _gradient(getattr(regularizers, name)(0.0), values)
+    theirs = _gradient(getattr(keras.regularizers, name)(0.0), values)
+    assert theirs is not None and ours is not None
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours, np.zeros_like(values))
+
+
 def test_zero_factors_give_a_zero_scalar():
     value = ElasticNet()(_weights((3, 2)))
     assert tuple(value.shape) == ()

@@ -10,13 +10,17 @@ from keras_reg.regularizers import _common
 
 
 def _penalty(regularizer, x, l1, l2, proximal=False):
-    """`l1 * sum(|x|) + l2 * sum(x**2)`; a `proximal` L1 part has no gradient."""
+    """`l1 * sum(|x|) + l2 * sum(x**2)`; a `proximal` L1 part has no gradient.
+
+    A term whose factor is None is left out. A zero factor keeps its term, as
+    Keras's L1(0) and L2(0) do: a zero gradient rather than none.
+    """
     x = _common.as_float_tensor(x)
     fast = fast_path("regularizers")
-    if fast is not None and l2 != 0.0 and (l1 == 0.0 or not proximal):
-        return fast.penalty(x, l1, l2)
+    if fast is not None and l2 and (not l1 or not proximal):
+        return fast.penalty(x, l1 or 0.0, l2)
     terms = []
-    if l1 != 0.0:
+    if l1 is not None:
 
         def l1_term(x):
             return ops.multiply(l1, ops.sum(ops.abs(x)))
@@ -25,7 +29,7 @@ def _penalty(regularizer, x, l1, l2, proximal=False):
             terms.append(_common.value_without_gradient(regularizer, l1_term, x))
         else:
             terms.append(l1_term(x))
-    if l2 != 0.0:
+    if l2 is not None:
         terms.append(ops.multiply(l2, ops.sum(ops.square(x))))
     if not terms:
         return ops.zeros((), dtype=x.dtype)
@@ -76,7 +80,7 @@ class L1(keras.regularizers.Regularizer):
         self.proximal = _validation.check_bool("proximal", proximal)
 
     def __call__(self, x):
-        return _penalty(self, x, self.l1, 0.0, self.proximal)
+        return _penalty(self, x, self.l1, None, self.proximal)
 
     def proximal_step(self, x, learning_rate):
         """Returns `x` after the soft-thresholding step for `learning_rate`."""
@@ -121,7 +125,7 @@ class L2(keras.regularizers.Regularizer):
         self.l2 = _common.check_factor("l2", l2, 0.01)
 
     def __call__(self, x):
-        return _penalty(self, x, 0.0, self.l2)
+        return _penalty(self, x, None, self.l2)
 
     def get_config(self) -> dict:
         return {"l2": self.l2}
@@ -171,7 +175,8 @@ class ElasticNet(keras.regularizers.Regularizer):
         self.proximal = _validation.check_bool("proximal", proximal)
 
     def __call__(self, x):
-        return _penalty(self, x, self.l1, self.l2, self.proximal)
+        # As Keras's L1L2: zero factors add no term.
+        return _penalty(self, x, self.l1 or None, self.l2 or None, self.proximal)
 
     def proximal_step(self, x, learning_rate):
         """Returns `x` after the soft-thresholding step of the L1 part."""
