@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reg._validation import check_int, check_seed, invalid_argument
+from keras_reg._validation import check_int, invalid_argument
 from keras_reg.layers import _masks
 
 # Keras's random layers act only when called with training=True, which
@@ -28,6 +28,9 @@ _mc_state = threading.local()
 def mc_context():
     """Returns the active Monte Carlo context, or None."""
     return getattr(_mc_state, "context", None)
+
+
+_SEED = "an int in [0, 2**31)"
 
 
 class MCContext:
@@ -125,7 +128,7 @@ def mc_predict(
             several inputs, with samples along the first axis.
         samples: int >= 1. Number of stochastic forward passes per batch.
         batch_size: optional int >= 1. Rows per model call; default 32.
-        seed: optional non-negative int.
+        seed: optional int in [0, 2**31).
 
     Returns:
         `(mean, std)`: NumPy arrays shaped like the model's output (or
@@ -152,7 +155,8 @@ def mc_predict(
     batch_size = (
         32 if batch_size is None else check_int("batch_size", batch_size, low=1)
     )
-    seed = check_seed("seed", seed)
+    if seed is not None:  # an int32 on every backend
+        seed = check_int("seed", seed, low=0, high=2**31 - 1, expected=_SEED)
     keras_random = [
         f"{layer.name} ({type(layer).__name__})"
         for layer in _walk(model, set())

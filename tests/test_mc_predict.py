@@ -242,8 +242,11 @@ def _message(name, expected, value):
         ({"samples": 2.5}, "samples", "an int >= 1"),
         ({"batch_size": 0}, "batch_size", "an int >= 1"),
         ({"batch_size": "8"}, "batch_size", "an int >= 1"),
-        ({"seed": -1}, "seed", "an int >= 0"),
-        ({"seed": 1.0}, "seed", "an int >= 0"),
+        ({"seed": -1}, "seed", "an int in [0, 2**31)"),
+        ({"seed": 1.0}, "seed", "an int in [0, 2**31)"),
+        # An int32 on every backend: TensorFlow wrapped larger seeds onto
+        # smaller ones, JAX and torch raised their own overflow errors.
+        ({"seed": 2**31}, "seed", "an int in [0, 2**31)"),
     ],
 )
 def test_bad_arguments_raise(kwargs, name, expected):
