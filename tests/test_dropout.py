@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_reg.layers import Dropout, _masks
+from keras_reg.layers import Dropout, SpatialDropout1D, _masks
 from tests.helpers import (
     assert_build_rule_like_keras,
     assert_config_round_trip,
@@ -224,6 +224,20 @@ def test_a_noise_shape_that_does_not_broadcast_raises_naming_the_shape(noise_sha
     assert str(info.value) == message
     with pytest.raises(ValueError, match=re.escape(message)):
         layer(_ones((2, 3, 4)), training=True)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [Dropout(0.25), SpatialDropout1D(0.25)],
+    ids=["Dropout", "SpatialDropout1D"],
+)
+def test_integer_inputs_raise_in_training_and_pass_at_inference(layer):
+    # Keras's Dropout raises on TensorFlow (ValueError) and JAX (TypeError);
+    # kept integer units cannot be scaled by 1 / (1 - rate).
+    x = keras.ops.convert_to_tensor(np.full((2, 3, 4), 10, "int32"))
+    with pytest.raises(ValueError, match="needs floating-point inputs in training"):
+        layer(x, training=True)
+    np.testing.assert_array_equal(_numpy(layer(x)), np.full((2, 3, 4), 10))
 
 
 def test_same_seed_same_masks_and_successive_calls_differ():

@@ -10,7 +10,11 @@ from keras_reg._api import register
 from keras_reg._backends import fast_path
 from keras_reg._validation import check_float, check_int
 from keras_reg.layers import _masks
-from keras_reg.layers.dropout_family import DropoutFamilyLayer, check_data_format
+from keras_reg.layers.dropout_family import (
+    DropoutFamilyLayer,
+    check_data_format,
+    check_floating,
+)
 
 
 def _coverage(size, block):
@@ -176,6 +180,7 @@ class DropBlock2D(DropoutFamilyLayer):
                 "DropBlock2D needs the spatial dimensions of its input known "
                 f"when it is called. Received an input of shape {inputs.shape}"
             )
+        check_floating(self, inputs)
         plan = block_plan(rows, cols, self.block_size, self.rate)
         if plan[2] == 0:  # gamma below 2**-17: no block is ever drawn
             return inputs

@@ -12,6 +12,17 @@ from keras_reg.layers._masks import drop
 _DATA_FORMATS = ("channels_first", "channels_last")
 
 
+def check_floating(layer, inputs):
+    """Raises for inputs that dropping cannot scale (as Keras's TensorFlow
+    and JAX dropout do; an integer input would lose the scale silently)."""
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"{type(layer).__name__} needs floating-point inputs in training: "
+            f"kept units are scaled by 1 / (1 - rate). Received inputs of dtype {dtype}"
+        )
+
+
 def check_data_format(data_format):
     """Keras's rule: None means the global default, and case is ignored."""
     if data_format is None:
@@ -80,6 +91,7 @@ class DropoutFamilyLayer(keras.layers.Layer):
             return inputs
         if self.rate == 1:
             return ops.zeros_like(inputs)
+        check_floating(self, inputs)
         return drop(inputs, self._noise_shape(inputs), self.rate, self._next_state())
 
     def compute_output_shape(self, input_shape):
