@@ -148,6 +148,21 @@ def test_each_sam_strength_trains_with_its_own_rho(digits, monkeypatch):
         training.Group(sam, problem, splits, settings, _tiny_build)
 
 
+@pytest.mark.parametrize("name", ["L1 (proximal)", "SAM", "Pruning"])
+def test_a_loss_scaled_models_optimizer_is_wrapped_from_its_inner_optimizer(name):
+    # A --model compiled under mixed_float16 holds a LossScaleOptimizer:
+    # Proximal and SAM refuse one inside them, and compile wraps the
+    # technique's optimizer in a new one, outside.
+    base = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.003))
+    schedule = keras_reg.pruning.ConstantSparsity(0.5)
+    optimizer = apply.make_optimizer(base, _technique(name), 0.05, schedule=schedule)
+    while hasattr(optimizer, "inner_optimizer"):
+        assert not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        optimizer = optimizer.inner_optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert float(optimizer.learning_rate) == pytest.approx(0.003)
+
+
 # --- SWA ---
 
 

@@ -640,10 +640,23 @@ def _message(name, expected, value):
 
 def test_invalid_optimizer_raises():
     expected = "a keras.optimizers.Optimizer instance or an optimizer name"
-    for value in ("no_such_optimizer", 0.1, None, Proximal("sgd")):
+    for value in ("no_such_optimizer", 0.1, None):
         with pytest.raises(ValueError) as info:
             Proximal(value)
         assert str(info.value) == _message("optimizer", expected, value)
+    # A LossScaleOptimizer inside skips overflowing steps that the
+    # soft-thresholding would still take.
+    for value in (
+        Proximal("sgd"),
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)),
+    ):
+        with pytest.raises(ValueError) as info:
+            Proximal(value)
+        assert str(info.value) == _message(
+            "optimizer",
+            "an optimizer other than Proximal and LossScaleOptimizer",
+            value,
+        )
     accumulating = keras.optimizers.SGD(gradient_accumulation_steps=2)
     with pytest.raises(ValueError) as info:
         Proximal(accumulating)

@@ -30,6 +30,10 @@ def pruning_schedule(target, epochs, steps):
 def make_optimizer(base, technique, value=None, towers=(), schedule=None):
     """A fresh optimizer from `base`'s config, wrapped as `technique` needs:
     Proximal, then SAM (one norm group per tower) or Pruning."""
+    if isinstance(base, keras.optimizers.LossScaleOptimizer):
+        # Under mixed_float16, compile wraps the technique's optimizer again,
+        # outside: a loss scale inside Proximal or SAM would be refused.
+        base = base.inner_optimizer
     if base is None:
         optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
     else:

@@ -7,10 +7,11 @@ says when one does. Claims are weak references and never part of a config.
 
 import weakref
 
+import keras
 from keras import ops
 
 from keras_reg._api import register
-from keras_reg.optimizers._wrapper import EXPECTED, WrappingOptimizer
+from keras_reg.optimizers._wrapper import WrappingOptimizer
 
 # The state behind `vouched_for`: which Proximal optimizers claimed each
 # proximal regularizer, which ones `fit` drives, which ones are within a step.
@@ -101,7 +102,12 @@ class Proximal(WrappingOptimizer):
     """
 
     def _refusal(self, optimizer):
-        return EXPECTED if isinstance(optimizer, Proximal) else None
+        # A LossScaleOptimizer inside would skip the inner step of an
+        # overflowing batch while the soft-thresholding still ran; Keras
+        # wraps Proximal in one itself, outside, under mixed_float16.
+        if isinstance(optimizer, Proximal | keras.optimizers.LossScaleOptimizer):
+            return "an optimizer other than Proximal and LossScaleOptimizer"
+        return None
 
     def build(self, var_list):
         # A failed build leaves its mark unbuilt: the next forward pass of a
