@@ -30,9 +30,6 @@ def mc_context():
     return getattr(_mc_state, "context", None)
 
 
-_SEED = "an int in [0, 2**31)"
-
-
 class MCContext:
     """Hands out seed states for each dropout-family call of a Monte Carlo pass.
 
@@ -156,7 +153,8 @@ def mc_predict(
         32 if batch_size is None else check_int("batch_size", batch_size, low=1)
     )
     if seed is not None:  # an int32 on every backend
-        seed = check_int("seed", seed, low=0, high=2**31 - 1, expected=_SEED)
+        expected = "an int in [0, 2**31)"
+        seed = check_int("seed", seed, low=0, high=2**31 - 1, expected=expected)
     keras_random = [
         f"{layer.name} ({type(layer).__name__})"
         for layer in _walk(model, set())

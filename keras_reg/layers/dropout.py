@@ -103,12 +103,8 @@ class Dropout(DropoutFamilyLayer):
         self._mark_built()
 
     def _noise_shape(self, inputs):
-        """`noise_shape` with its None entries filled from the input's shape,
-        and 1s before it up to the input's rank.
-
-        As in Keras, a shorter `noise_shape` broadcasts from the right, while
-        its None entries take the input's size at the same index from the left.
-        """
+        """`noise_shape`, None entries filled from the input's shape at the same
+        index (as Keras does) and leading 1s added: it broadcasts from the right."""
         input_shape = tuple(ops.shape(inputs))
         if self.noise_shape is None:
             return input_shape
