@@ -59,7 +59,16 @@ class WrappingOptimizer(keras.optimizers.Optimizer):
         self._built_with = SimpleNamespace(variables=())
 
     def _refusal(self, optimizer):
-        """What to expect instead of `optimizer` if it cannot be wrapped."""
+        """What to expect instead of `optimizer` if it cannot be wrapped.
+
+        By default the wrapper's own class, and a LossScaleOptimizer: it would
+        skip an overflowing step that the wrapper's own work still took (Keras
+        wraps the wrapper in one itself, outside, under mixed_float16).
+        """
+        if isinstance(optimizer, type(self) | keras.optimizers.LossScaleOptimizer):
+            return (
+                f"an optimizer other than {type(self).__name__} and LossScaleOptimizer"
+            )
         return None
 
     def build(self, var_list):

@@ -7,7 +7,6 @@ says when one does. Claims are weak references and never part of a config.
 
 import weakref
 
-import keras
 from keras import ops
 
 from keras_reg._api import register
@@ -100,14 +99,6 @@ class Proximal(WrappingOptimizer):
         Singer, [Efficient Online and Batch Learning Using Forward Backward
         Splitting](https://jmlr.org/papers/v10/duchi09a.html), 2009.
     """
-
-    def _refusal(self, optimizer):
-        # A LossScaleOptimizer inside would skip the inner step of an
-        # overflowing batch while the soft-thresholding still ran; Keras
-        # wraps Proximal in one itself, outside, under mixed_float16.
-        if isinstance(optimizer, Proximal | keras.optimizers.LossScaleOptimizer):
-            return "an optimizer other than Proximal and LossScaleOptimizer"
-        return None
 
     def build(self, var_list):
         # A failed build leaves its mark unbuilt: the next forward pass of a

@@ -86,11 +86,6 @@ class SAM(WrappingOptimizer):
         # Kept as ids, out of Keras's tracking of the optimizer's variables.
         self._norm_groups = {id(v): i for i, group in enumerate(groups) for v in group}
 
-    def _refusal(self, optimizer):
-        if isinstance(optimizer, SAM | keras.optimizers.LossScaleOptimizer):
-            return "an optimizer other than SAM and LossScaleOptimizer"
-        return None
-
     def build(self, var_list):
         proximal_optimizer = _wrapper.find_wrapped(self.inner_optimizer, Proximal)
         if proximal_optimizer is None and any(
